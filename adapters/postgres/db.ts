@@ -1,0 +1,63 @@
+/**
+ * The Postgres connection pool and the one way to run a transaction. Transactions that lose a
+ * deadlock or a serialization race are retried whole, a bounded number of times, so callers
+ * never see those errors (hot accounts make them possible under concurrent batches).
+ */
+import pg from 'pg';
+
+export type Db = pg.Pool;
+export type Tx = pg.PoolClient;
+export type Queryable = pg.Pool | pg.PoolClient | pg.Client;
+
+// bigint columns come back as strings by default; int8 is money here, so parse it to BigInt
+// rather than to a lossy JS number.
+pg.types.setTypeParser(20, (v: string) => BigInt(v));
+// `date` stays a plain 'YYYY-MM-DD' string: business dates are calendar dates, not instants.
+pg.types.setTypeParser(1082, (v: string) => v);
+
+const tx_retries_max = 8;
+const retryable_sqlstates = new Set(['40P01', '40001']);
+
+export function createPool(databaseUrl: string, max: number, applicationName = 'onecard'): Db {
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max,
+    application_name: applicationName,
+    idleTimeoutMillis: 30_000,
+    connectionTimeoutMillis: 10_000,
+  });
+  // An idle client's network error must not crash the process; the pool replaces it.
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+export function isRetryable(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && retryable_sqlstates.has(code);
+}
+
+export async function withTx<T>(db: Db, fn: (tx: Tx) => Promise<T>, isolation: 'READ COMMITTED' | 'SERIALIZABLE' = 'READ COMMITTED'): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    const client = await db.connect();
+    try {
+      await client.query(`BEGIN ISOLATION LEVEL ${isolation}`);
+      const result = await fn(client);
+      await client.query('COMMIT');
+      client.release();
+      return result;
+    } catch (e) {
+      try {
+        await client.query('ROLLBACK');
+        client.release();
+      } catch {
+        client.release(true);
+      }
+      if (isRetryable(e) && attempt < tx_retries_max) {
+        // Jittered back-off so the losers of a deadlock do not collide again in lock step.
+        await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 10 * attempt)));
+        continue;
+      }
+      throw e;
+    }
+  }
+}
