@@ -43,6 +43,8 @@ CREATE TABLE ledger_entry (
 );
 -- An entry is reversed in full at most once; partial corrections are adjusting entries.
 CREATE UNIQUE INDEX ledger_entry_one_reversal ON ledger_entry (reverses_entry_id) WHERE kind = 'REVERSAL';
+-- A hold is posted by at most one entry (which carries its hold_id).
+CREATE UNIQUE INDEX ledger_entry_one_per_hold ON ledger_entry (hold_id) WHERE hold_id IS NOT NULL;
 CREATE INDEX ledger_entry_business_date ON ledger_entry (business_date, id);
 
 -- A posting line moves one amount from a debit account to a credit account. Every line, and
@@ -80,10 +82,8 @@ CREATE TABLE ledger_hold_resolution (
   hold_id           bigint PRIMARY KEY REFERENCES ledger_hold (id),
   outcome           text NOT NULL CHECK (outcome IN ('POSTED', 'VOIDED', 'EXPIRED')),
   posted_amount_fen bigint NOT NULL DEFAULT 0 CHECK (posted_amount_fen >= 0),
-  entry_id          bigint REFERENCES ledger_entry (id),
   actor             text NOT NULL,
   resolved_at       timestamptz NOT NULL DEFAULT now(),
-  CHECK ((outcome = 'POSTED') = (entry_id IS NOT NULL)),
   CHECK (outcome = 'POSTED' OR posted_amount_fen = 0)
 );
 

@@ -1,0 +1,35 @@
+/** Prometheus metrics: default process metrics plus the engine's own, in one registry. */
+import client from 'prom-client';
+
+export interface Metrics {
+  registry: client.Registry;
+  httpRequestDuration: client.Histogram<'method' | 'route' | 'status'>;
+  ledgerEntriesPosted: client.Counter<'kind'>;
+  ledgerBatchDuration: client.Histogram<never>;
+  ledgerBatchEntries: client.Histogram<never>;
+}
+
+export function createMetrics(): Metrics {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry });
+  return {
+    registry,
+    httpRequestDuration: new client.Histogram({
+      name: 'onecard_http_request_duration_seconds', help: 'HTTP request latency by route and status.',
+      labelNames: ['method', 'route', 'status'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+    ledgerEntriesPosted: new client.Counter({
+      name: 'onecard_ledger_entries_posted_total', help: 'Journal entries written to the ledger (replays excluded).',
+      labelNames: ['kind'], registers: [registry],
+    }),
+    ledgerBatchDuration: new client.Histogram({
+      name: 'onecard_ledger_batch_duration_seconds', help: 'Time to post one ledger batch, transaction included.',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry],
+    }),
+    ledgerBatchEntries: new client.Histogram({
+      name: 'onecard_ledger_batch_entries', help: 'Entries per ledger batch.',
+      buckets: [1, 10, 100, 1000, 5000, 10000], registers: [registry],
+    }),
+  };
+}
