@@ -63,8 +63,9 @@ const expire_holds_batch_max = 10_000;
 type Row = Record<string, unknown>;
 
 export class Ledger {
-  // Account code → id never changes once an account exists, so the cache needs no invalidation;
-  // it is only bounded.
+  // Account code → id never changes once an account exists and is committed, so the cache needs
+  // no invalidation; it is only bounded. Ids of accounts opened by a still-open transaction are
+  // not cached (that transaction may roll back).
   private readonly accountIds = new Map<string, bigint>();
 
   /** Resolve account codes to ids, opening (per the chart of accounts) any that do not exist yet. */
@@ -83,10 +84,10 @@ export class Ledger {
         specs.map((s) => s.code), specs.map((s) => s.ownerType), specs.map((s) => s.ownerId),
         specs.map((s) => s.purpose), specs.map((s) => s.normalSide), specs.map((s) => s.noNegative),
       ]);
-      const r = await q.query<{ id: bigint; code: string }>(plans.account_ids_by_codes, [missing]);
+      const r = await q.query<{ id: bigint; code: string; mine: boolean }>(plans.account_ids_by_codes, [missing]);
       if (this.accountIds.size + r.rows.length > account_cache_entries_max) this.accountIds.clear();
       for (const row of r.rows) {
-        this.accountIds.set(row.code, row.id);
+        if (!row.mine) this.accountIds.set(row.code, row.id);
         out.set(row.code, row.id);
       }
     }
@@ -169,6 +170,7 @@ export class Ledger {
           description: row.description as string | null,
           metadata: row.metadata,
           reversesEntryId: row.reverses_entry_id as bigint | null,
+          holdId: row.hold_id as bigint | null,
           lines: (row.debits as string[]).map((d, i) => ({ debit: d, credit: (row.credits as string[])[i], amountFen: BigInt((row.amounts as (string | bigint)[])[i]) })),
         });
         if (stored !== entryFingerprint(e)) {
@@ -229,7 +231,9 @@ export class Ledger {
     if (amountFen <= 0n || amountFen > (hold.amount_fen as bigint)) {
       throw unprocessable('HOLD_AMOUNT_INVALID', 'A hold is posted for a positive amount no larger than the hold.');
     }
-    await q.query(plans.insert_resolution, [String(holdId), 'POSTED', String(amountFen), opts.actor, opts.now]);
+    const won = await q.query(plans.insert_resolution, [String(holdId), 'POSTED', String(amountFen), opts.actor, opts.now]);
+    // The expiry job does not take the hold's lock; if it resolved the hold first, we lost.
+    if (won.rows.length === 0) throw conflict('HOLD_ALREADY_RESOLVED', 'This hold was resolved while it was being posted.');
     const [res] = await this.postBatch(q, [this.holdEntry(hold, amountFen, opts)]);
     return res;
   }
@@ -238,7 +242,8 @@ export class Ledger {
     const hold = await this.lockHold(q, holdId);
     if (hold.outcome === 'VOIDED') return;
     if (hold.outcome !== null) throw conflict('HOLD_ALREADY_RESOLVED', `This hold is already ${String(hold.outcome).toLowerCase()}.`);
-    await q.query(plans.insert_resolution, [String(holdId), 'VOIDED', '0', actor, now]);
+    const won = await q.query(plans.insert_resolution, [String(holdId), 'VOIDED', '0', actor, now]);
+    if (won.rows.length === 0) throw conflict('HOLD_ALREADY_RESOLVED', 'This hold was resolved while it was being voided.');
   }
 
   /** Release every hold past its expiry (bounded per call); returns how many expired. */

@@ -16,7 +16,7 @@ WITH e AS (
 SELECT e.id, e.idem_key, (SELECT count(*) FROM l)::int AS line_count FROM e`;
 
 export const existing_entries_by_keys = `
-SELECT e.id, e.idem_key, e.kind, e.business_date, e.description, e.metadata, e.reverses_entry_id,
+SELECT e.id, e.idem_key, e.kind, e.business_date, e.description, e.metadata, e.reverses_entry_id, e.hold_id,
        array_agg(da.code ORDER BY p.line_no) AS debits,
        array_agg(ca.code ORDER BY p.line_no) AS credits,
        array_agg(p.amount_fen ORDER BY p.line_no) AS amounts
@@ -32,7 +32,15 @@ INSERT INTO ledger_account (code, owner_type, owner_id, purpose, normal_side, no
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::boolean[])
 ON CONFLICT (code) DO NOTHING`;
 
-export const account_ids_by_codes = `SELECT id, code FROM ledger_account WHERE code = ANY ($1::text[])`;
+/**
+ * Ids by code, and whether the row was inserted by the current transaction (`mine`): such an id
+ * must not be cached, because the transaction may still roll back. (Callers do not use
+ * savepoints around ledger calls; a row from a subtransaction would be reported as not mine.)
+ */
+export const account_ids_by_codes = `
+SELECT id, code,
+       coalesce(xmin::text = (pg_current_xact_id_if_assigned()::text::bigint % 4294967296)::text, false) AS mine
+FROM ledger_account WHERE code = ANY ($1::text[])`;
 
 export const account_by_code = `
 SELECT id, code, owner_type, owner_id, purpose, currency, normal_side, no_negative,

@@ -127,13 +127,14 @@ export function validateEntry(e: EntryInput): void {
 }
 
 /** Canonical content of an entry, compared on replay (same key, same content = same entry). */
-export function entryFingerprint(e: { kind: string; businessDate: string; description?: string | null; metadata?: unknown; reversesEntryId?: bigint | null; lines: LineInput[] }): string {
+export function entryFingerprint(e: { kind: string; businessDate: string; description?: string | null; metadata?: unknown; reversesEntryId?: bigint | null; holdId?: bigint | null; lines: LineInput[] }): string {
   return JSON.stringify([
     e.kind,
     e.businessDate,
     e.description ?? null,
     e.metadata === undefined || e.metadata === null ? null : stableJson(e.metadata),
     e.reversesEntryId === undefined || e.reversesEntryId === null ? null : String(e.reversesEntryId),
+    e.holdId === undefined || e.holdId === null ? null : String(e.holdId),
     e.lines.map((l) => [l.debit, l.credit, String(l.amountFen)]),
   ]);
 }
@@ -142,5 +143,6 @@ function stableJson(v: unknown): string {
   if (v === null || typeof v !== 'object') return JSON.stringify(v);
   if (Array.isArray(v)) return `[${v.map(stableJson).join(',')}]`;
   const o = v as Record<string, unknown>;
-  return `{${Object.keys(o).sort().map((k) => `${JSON.stringify(k)}:${stableJson(o[k])}`).join(',')}}`;
+  // Keys whose value is undefined are dropped, as JSON.stringify drops them when storing.
+  return `{${Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${stableJson(o[k])}`).join(',')}}`;
 }

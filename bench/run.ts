@@ -1,0 +1,10 @@
+/** `npm run bench -- <name> [options]`: runs one benchmark. */
+const benches: Record<string, () => Promise<unknown>> = {
+  ledger: () => import('./ledger.ts'),
+};
+const name = process.argv[2];
+if (!name || !(name in benches)) {
+  process.stderr.write(`usage: npm run bench -- <${Object.keys(benches).join('|')}> [options]\n`);
+  process.exit(2);
+}
+await benches[name]();
