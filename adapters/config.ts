@@ -23,12 +23,20 @@ export interface Config {
   piiKeys: string | undefined;
   /** Start the clearing calendar's pg-boss workers on this node. */
   workers: boolean;
+  /** Local time (Asia/Shanghai, HH:MM) at which each business date's cycle closes. */
+  clearingCutoff: string;
+  /** The single-tap limit: a fare above it is AMOUNT_OUT_OF_RANGE (TRANSIT-BATCH.md). */
+  tapAmountFenMax: number;
+  /** The acceptance window: a tap older than this is STALE_TAP. */
+  tapAgeDaysMax: number;
 }
 
 const port_default = 8080;
 const embedded_pg_port_default = 54329;
 const pool_size_default = 10;
 const body_bytes_max_default = 16 * 1024 * 1024;
+const tap_amount_fen_max_default = 20_000;
+const tap_age_days_max_default = 30;
 
 function intFrom(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
   const raw = env[name];
@@ -55,5 +63,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     qrMasterKeys: env.QR_MASTER_KEYS,
     piiKeys: env.PII_KEYS,
     workers: env.WORKERS !== 'false',
+    clearingCutoff: env.CLEARING_CUTOFF ?? '23:00',
+    tapAmountFenMax: intFrom(env, 'TAP_AMOUNT_FEN_MAX', tap_amount_fen_max_default, 1, 4_294_967_295),
+    tapAgeDaysMax: intFrom(env, 'TAP_AGE_DAYS_MAX', tap_age_days_max_default, 1, 3650),
   };
 }

@@ -16,6 +16,10 @@ import { buildApp } from './http/app.ts';
 import { createMetrics } from './metrics.ts';
 import { Ledger } from '../ledger/index.ts';
 import { adminKeyExists, createApiKey } from './auth/api-keys.ts';
+import { ConfigKeyStore, PiiKeyring } from './crypto/index.ts';
+import { resolveMasterKeys } from './crypto/master-keys-file.ts';
+import { parseCutoff } from '../engine/clearing/calendar.ts';
+import type { AppDeps } from './http/context.ts';
 
 export interface RunningEngine {
   app: FastifyInstance;
@@ -41,8 +45,14 @@ export async function startEngine(config: Config, log: Logger): Promise<RunningE
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
     db = createPool(databaseUrl, config.poolSize);
     await bootstrapAdminKey(db, config.dataDir, log);
-    const deps = {
+    parseCutoff(config.clearingCutoff);
+    const keys = resolveMasterKeys(config, config.dataDir);
+    if (keys.source !== 'environment') log.info({ file: keys.source }, 'master keys read from the data directory');
+    const deps: AppDeps = {
       db, ledger: new Ledger(), metrics: createMetrics(), queue: () => boss, bodyBytesMax: config.bodyBytesMax, now: () => new Date(),
+      config: { ...config, tacMasterKeys: undefined, qrMasterKeys: undefined, piiKeys: undefined },
+      keyStore: ConfigKeyStore.fromConfigStrings(keys.tacMasterKeys, keys.qrMasterKeys),
+      pii: PiiKeyring.fromConfigString(keys.piiKeys),
     };
     app = await buildApp(deps, log);
     boss = await startQueue(databaseUrl, log, config.workers);

@@ -4,6 +4,8 @@ import type { Ledger } from '../../ledger/index.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Principal, Role } from '../auth/api-keys.ts';
 import type PgBoss from 'pg-boss';
+import type { Config } from '../config.ts';
+import type { KeyStore, PiiKeyring } from '../crypto/index.ts';
 
 export interface AppDeps {
   db: Db;
@@ -14,6 +16,12 @@ export interface AppDeps {
   bodyBytesMax: number;
   /** The clock: nothing deeper reads Date.now(). */
   now: () => Date;
+  /** Validated configuration (limits, cutoff); never holds key material. */
+  config: Config;
+  /** TAC and QR master keys (configuration by default; an HSM can replace it). */
+  keyStore: KeyStore;
+  /** Personal-data encryption and blind-index keys. */
+  pii: PiiKeyring;
 }
 
 declare module 'fastify' {
