@@ -13,7 +13,7 @@ import { startEmbeddedPostgres, type EmbeddedHandle } from './postgres/embedded.
 import { migrateUp } from './postgres/migrate.ts';
 import { startQueue } from './jobs/queue.ts';
 import { buildApp } from './http/app.ts';
-import { createMetrics } from './metrics.ts';
+import { createMetrics, ledgerObserver } from './metrics.ts';
 import { Ledger } from '../ledger/index.ts';
 import { adminKeyExists, createApiKey } from './auth/api-keys.ts';
 import { ConfigKeyStore, PiiKeyring } from './crypto/index.ts';
@@ -48,8 +48,9 @@ export async function startEngine(config: Config, log: Logger): Promise<RunningE
     parseCutoff(config.clearingCutoff);
     const keys = resolveMasterKeys(config, config.dataDir);
     if (keys.source !== 'environment') log.info({ file: keys.source }, 'master keys read from the data directory');
+    const metrics = createMetrics();
     const deps: AppDeps = {
-      db, ledger: new Ledger(), metrics: createMetrics(), queue: () => boss, bodyBytesMax: config.bodyBytesMax, now: () => new Date(),
+      db, ledger: new Ledger(ledgerObserver(metrics)), metrics, queue: () => boss, bodyBytesMax: config.bodyBytesMax, now: () => new Date(),
       config: { ...config, tacMasterKeys: undefined, qrMasterKeys: undefined, piiKeys: undefined },
       keyStore: ConfigKeyStore.fromConfigStrings(keys.tacMasterKeys, keys.qrMasterKeys),
       pii: PiiKeyring.fromConfigString(keys.piiKeys),

@@ -1,5 +1,6 @@
 /** Prometheus metrics: default process metrics plus the engine's own, in one registry. */
 import client from 'prom-client';
+import type { LedgerObserver } from '../ledger/index.ts';
 
 export interface Metrics {
   registry: client.Registry;
@@ -20,16 +21,27 @@ export function createMetrics(): Metrics {
       registers: [registry],
     }),
     ledgerEntriesPosted: new client.Counter({
-      name: 'onecard_ledger_entries_posted_total', help: 'Journal entries written to the ledger (replays excluded).',
+      name: 'onecard_ledger_entries_posted_total', help: 'Journal entries written by ledger batch statements, by kind (replays excluded; a batch whose enclosing transaction later rolls back is still counted).',
       labelNames: ['kind'], registers: [registry],
     }),
     ledgerBatchDuration: new client.Histogram({
-      name: 'onecard_ledger_batch_duration_seconds', help: 'Time to post one ledger batch, transaction included.',
+      name: 'onecard_ledger_batch_duration_seconds', help: 'Time of one ledger batch statement (entries, lines and balance triggers).',
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [registry],
     }),
     ledgerBatchEntries: new client.Histogram({
       name: 'onecard_ledger_batch_entries', help: 'Entries per ledger batch.',
       buckets: [1, 10, 100, 1000, 5000, 10000], registers: [registry],
     }),
+  };
+}
+
+/** Feeds every ledger batch, whoever posts it, into the ledger metrics. */
+export function ledgerObserver(m: Metrics): LedgerObserver {
+  return {
+    batchPosted({ entries, seconds, writtenByKind }) {
+      m.ledgerBatchDuration.observe(seconds);
+      m.ledgerBatchEntries.observe(entries);
+      for (const [kind, n] of writtenByKind) m.ledgerEntriesPosted.inc({ kind }, n);
+    },
   };
 }

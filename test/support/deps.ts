@@ -6,7 +6,7 @@ import type PgBoss from 'pg-boss';
 import { loadConfig, type Config } from '../../adapters/config.ts';
 import { ConfigKeyStore, PiiKeyring } from '../../adapters/crypto/index.ts';
 import type { AppDeps } from '../../adapters/http/context.ts';
-import { createMetrics } from '../../adapters/metrics.ts';
+import { createMetrics, ledgerObserver } from '../../adapters/metrics.ts';
 import type { Db } from '../../adapters/postgres/db.ts';
 import { Ledger } from '../../ledger/index.ts';
 
@@ -20,10 +20,11 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
 
 export function testDeps(db: Db, overrides: Partial<AppDeps> & { boss?: PgBoss | null } = {}): AppDeps {
   const { boss, ...rest } = overrides;
+  const metrics = overrides.metrics ?? createMetrics();
   return {
     db,
-    ledger: new Ledger(),
-    metrics: createMetrics(),
+    ledger: new Ledger(ledgerObserver(metrics)),
+    metrics,
     queue: () => boss ?? null,
     bodyBytesMax: 16 * 1024 * 1024,
     now: () => new Date(),

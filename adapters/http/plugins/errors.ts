@@ -11,6 +11,12 @@ export const errorsPlugin = fp(async (app: FastifyInstance) => {
       if (err.status >= 500) req.log.error({ code: err.code }, err.message);
       return reply.status(err.status).send({ code: err.code, message: err.message, details: err.details });
     }
+    // Postgres data exceptions (class 22: out-of-range numbers, NUL bytes, impossible dates) mean
+    // the input could not be stored as given: the caller's fault, and nothing was written.
+    const sqlstate = (err as { code?: unknown } | null)?.code;
+    if (typeof sqlstate === 'string' && /^22[0-9A-Z]{3}$/.test(sqlstate)) {
+      return reply.status(400).send({ code: 'INPUT_NOT_STORABLE', message: 'A value in the request is out of range or not representable.' });
+    }
     const fe = err as FastifyError;
     if (fe.validation) {
       return reply.status(400).send({ code: 'VALIDATION_FAILED', message: `The request is invalid: ${fe.message}`, details: { errors: fe.validation.map((v) => ({ path: v.instancePath, message: v.message })) } });

@@ -120,11 +120,7 @@ export async function ledgerRoutes(app: FastifyInstance, deps: AppDeps): Promise
       lines: e.lines.map((l) => ({ debit: l.debit, credit: l.credit, amountFen: BigInt(l.amount_fen) })),
     }));
     if (entries.length === 0) throw badRequest('EMPTY_BATCH', 'A batch needs at least one entry.');
-    const stop = deps.metrics.ledgerBatchDuration.startTimer();
     const results = await withTx(deps.db, (tx) => deps.ledger.postBatch(tx, entries));
-    stop();
-    deps.metrics.ledgerBatchEntries.observe(entries.length);
-    for (let i = 0; i < results.length; i++) if (!results[i].replayed) deps.metrics.ledgerEntriesPosted.inc({ kind: entries[i].kind });
     return { results: results.map((r) => ({ idem_key: r.idemKey, entry_id: String(r.entryId), replayed: r.replayed })) };
   });
 }

@@ -1,0 +1,638 @@
+/**
+ * Where a transit tap batch becomes records and postings. One parent function owns the control
+ * flow of a batch (`uploadTapBatch`); the decisions are engine/ingest's pure functions over
+ * arrays; this module only fetches their facts (one set-based statement per kind of fact) and
+ * writes the result (a handful of set-based statements), all in ONE transaction with the receipt.
+ *
+ * Order inside the transaction, and why:
+ *  1. advisory lock on (operator, batch_id): identical uploads take turns, the second replays;
+ *  2. the open clearing cycle (shared cycle lock: a close waits for this batch, and vice versa);
+ *  3. the operator's terminals, locked in id order: uploads sharing a terminal take turns, so
+ *     terminal sequences and gaps are maintained without races;
+ *  4. cards and their status history (reference data, no lock);
+ *  5. pass 1 of the checks (pure);
+ *  6. the candidates' card purses, locked in id order, with their balances: uploads sharing a
+ *     card take turns, so a tap in two concurrent batches is seen by the second as DUPLICATE,
+ *     and the purse cover is computed on balances nobody else can move;
+ *  7. what was accepted before (tap keys, terminal sequence state), read after those locks;
+ *  8. pass 2 (pure), purse cover, gap changes (pure);
+ *  9. writes: batch + records, ledger entries (chunks of <= 10,000), risk cases, gap changes.
+ * Locks are always taken in the order terminals → purses → (the ledger trigger's) hot accounts,
+ * so two uploads cannot deadlock each other. Should a unique index still refuse a record (a race
+ * this locking does not cover), the whole transaction is retried and sees the winner's rows.
+ */
+import { conflict, DomainError, forbidden } from '../../engine/errors.ts';
+import {
+  acceptedSeqsByTerminal,
+  applySeqs,
+  checkRecordFormat,
+  checkWholeBatch,
+  purseCover,
+  resolveHistory,
+  screenTaps,
+  summarizeOutcomes,
+  tapKey,
+} from '../../engine/ingest/index.ts';
+import type {
+  CardStatus,
+  CardStatusEvent,
+  CloneSuspect,
+  SeqGap,
+  TapBatchInput,
+  TapLimits,
+  TapOutcome,
+  TapReceipt,
+  TapRecordInput,
+  TapRejectReason,
+  TerminalSeqState,
+} from '../../engine/ingest/index.ts';
+import { batch_entries_max, type EntryInput, type Ledger, type LineInput } from '../../ledger/index.ts';
+import type { KeyStore } from '../crypto/index.ts';
+import { openCycleForWrite, type OpenCycle } from '../postgres/cycles.ts';
+import { withTx, type Db, type Queryable, type Tx } from '../postgres/db.ts';
+import { decodeTapBatchJsonText, decodeTapBatchProtobuf, tapBatchDigest } from '../protobuf/tap-batch-codec.ts';
+import { plans } from './plans.ts';
+
+// ---------------------------------------------------------------------------------------------
+// Limits and names
+// ---------------------------------------------------------------------------------------------
+
+/** A transaction refused by one of our unique indexes (a race) is retried this many times in all. */
+export const transit_tx_attempts_max = 4;
+/** Codes per Ledger.accountIdsFor call (see lockPurses). */
+const account_ids_slice = 2_000;
+/** Ledger entry kind of a tap, and the accounts it moves money between. */
+export const tap_entry_kind = 'TRANSIT_TAP';
+export const suspense_account = 'centre:suspense';
+export const purseAccount = (cardNo: string) => `card:${cardNo}:purse`;
+export const payableAccount = (operatorId: string) => `merchant:${operatorId}:payable`;
+/** The tap's ledger idempotency key: the tap's identity on the card. */
+export const tapEntryKey = (r: { cardNo: string; cardCounter: number; txnType: number }) => `tap:${tapKey(r)}`;
+
+export const risk_kind_clone = 'CLONE_SUSPECT';
+export const risk_kind_shortfall = 'PURSE_SHORTFALL';
+
+/** Constraints whose violation means "another upload got there first": retry and see its rows. */
+const race_constraints = new Set(['tap_accepted_once', 'tap_terminal_seq_once', 'tap_batch_pkey']);
+
+export const transit_error = {
+  operator_unknown: 'OPERATOR_UNKNOWN',
+  operator_inactive: 'OPERATOR_INACTIVE',
+  batch_id_conflict: 'BATCH_ID_CONFLICT',
+  batch_contended: 'BATCH_CONTENDED',
+} as const;
+
+// ---------------------------------------------------------------------------------------------
+// Types
+// ---------------------------------------------------------------------------------------------
+
+export interface TransitDeps {
+  db: Db;
+  ledger: Ledger;
+  keyStore: KeyStore;
+  /** The engine clock (received-at of a batch). */
+  now: () => Date;
+  /** Clearing cutoff in minutes after local midnight (parseCutoff of config.clearingCutoff). */
+  cutoffMinutes: number;
+  limits: TapLimits;
+  bodyBytesMax: number;
+}
+
+export interface Uploader {
+  /** The operator the credential acts for (its scope). */
+  operatorId: string;
+  /** The API key id, recorded as the actor. */
+  keyId: string;
+}
+
+export type BodyFormat = 'PROTOBUF' | 'JSON';
+
+export interface UploadStats {
+  /** Records per outcome: 'ACCEPTED' or a reason code. */
+  outcomes: Map<string, number>;
+  shortfalls: number;
+  clones: number;
+  attempts: number;
+}
+
+export interface UploadResult {
+  receipt: TapReceipt;
+  /** True when this upload repeated an earlier one: nothing was written, the first receipt returned. */
+  replayed: boolean;
+  /** Only for an upload that was applied now. */
+  stats: UploadStats | null;
+}
+
+type Row = Record<string, unknown>;
+
+// ---------------------------------------------------------------------------------------------
+// Upload
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Applies one uploaded batch (the raw body, as `format`), or replays its first receipt. Whole
+ * batch refusals throw a 4xx DomainError and write nothing.
+ */
+export async function uploadTapBatch(deps: TransitDeps, uploader: Uploader, body: Buffer, format: BodyFormat): Promise<UploadResult> {
+  const receivedAt = deps.now();
+  // Who is asking comes before what was sent.
+  await checkOperator(deps.db, uploader.operatorId);
+  const batch = format === 'PROTOBUF'
+    ? decodeTapBatchProtobuf(body, deps.bodyBytesMax)
+    : decodeTapBatchJsonText(body, deps.bodyBytesMax);
+  checkWholeBatch(batch, uploader.operatorId);
+  const digest = tapBatchDigest(batch);
+
+  // A replay needs no checks: answer it before the expensive part (re-checked under the lock).
+  const earlier = await replayOf(deps.db, batch, digest);
+  if (earlier !== null) return { receipt: earlier, replayed: true, stats: null };
+
+  // Pure work outside the transaction, so locks and the connection are held only for I/O.
+  const records = batch.records;
+  const wellFormed = new Array<boolean>(records.length);
+  for (let i = 0; i < records.length; i++) wellFormed[i] = checkRecordFormat(records[i]) === null;
+  const tacValid = deps.keyStore.verifyTacs(records);
+
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const result = await withTx(deps.db, (tx) => applyBatch(tx, deps, uploader, batch, format, digest, receivedAt, wellFormed, tacValid));
+      if (result.stats) result.stats.attempts = attempt;
+      return result;
+    } catch (e) {
+      const constraint = (e as { code?: string; constraint?: string }).code === '23505' ? (e as { constraint?: string }).constraint : undefined;
+      if (constraint === undefined || !race_constraints.has(constraint)) throw e;
+      if (attempt >= transit_tx_attempts_max) {
+        throw new DomainError(transit_error.batch_contended, 503,
+          'Other uploads of the same taps kept winning the race for this batch; nothing was written. Send it again.',
+          { attempts: attempt });
+      }
+    }
+  }
+}
+
+async function checkOperator(db: Queryable, operatorId: string): Promise<void> {
+  const r = await db.query<{ kind: string; is_operator: boolean; status: string }>(plans.operator, [operatorId]);
+  const m = r.rows[0];
+  if (m === undefined || m.kind !== 'TRANSIT' || !m.is_operator) {
+    throw forbidden(transit_error.operator_unknown, 'This credential acts for an operator that is not a registered transit operator.');
+  }
+  if (m.status !== 'ACTIVE') {
+    throw forbidden(transit_error.operator_inactive, `This transit operator is ${m.status.toLowerCase()}; it cannot upload taps.`,
+      { status: m.status });
+  }
+}
+
+/** The first receipt of this batch if it was applied with the same content; 409 if with other content. */
+async function replayOf(q: Queryable, batch: TapBatchInput, digest: string): Promise<TapReceipt | null> {
+  const r = await q.query<Row>(plans.batch_by_key, [batch.operatorId, batch.batchId]);
+  const row = r.rows[0];
+  if (row === undefined) return null;
+  if (row.digest !== digest) {
+    throw conflict(transit_error.batch_id_conflict,
+      'This batch_id was already used for a batch with different content; nothing was written. Use a new batch_id.',
+      { batchId: batch.batchId });
+  }
+  return receiptFromRow(row);
+}
+
+async function applyBatch(
+  tx: Tx,
+  deps: TransitDeps,
+  uploader: Uploader,
+  batch: TapBatchInput,
+  format: BodyFormat,
+  digest: string,
+  receivedAt: Date,
+  wellFormed: readonly boolean[],
+  tacValid: readonly boolean[],
+): Promise<UploadResult> {
+  const operatorId = batch.operatorId;
+  const records = batch.records;
+  const n = records.length;
+
+  await tx.query({ name: 'transit_lock_batch_key', text: plans.lock_batch_key, values: [operatorId, batch.batchId] });
+  const earlier = await replayOf(tx, batch, digest);
+  if (earlier !== null) return { receipt: earlier, replayed: true, stats: null };
+  const cycle = await openCycleForWrite(tx, receivedAt, deps.cutoffMinutes);
+
+  // Facts for pass 1: one statement per kind, over the distinct ids of well-formed records.
+  const terminalIds = new Set<string>();
+  const cardNos = new Set<string>();
+  for (let i = 0; i < n; i++) {
+    if (!wellFormed[i]) continue;
+    terminalIds.add(records[i].terminalId);
+    cardNos.add(records[i].cardNo);
+  }
+  const terminalRows = await tx.query<{ id: string }>({
+    name: 'transit_lock_operator_terminals', text: plans.lock_operator_terminals, values: [sorted(terminalIds), operatorId],
+  });
+  const operatorTerminals = new Set<string>();
+  for (const t of terminalRows.rows) operatorTerminals.add(t.id);
+  const cards = await cardTimelines(tx, sorted(cardNos));
+
+  const screened = screenTaps(records, {
+    operatorTerminals, cards, hasKeyVersion: (v) => deps.keyStore.hasTacKey(v), tacValid,
+  }, deps.limits, receivedAt.getTime());
+
+  // Candidates: lock their purses, then read their history.
+  const candidates: number[] = [];
+  for (let i = 0; i < n; i++) if (screened[i] === null) candidates.push(i);
+  let availableFen = new Map<string, bigint>();
+  let history = { accepted: new Map<string, TapRecordInput & { batchNo: bigint; idx: number }>(), terminalSeqs: new Map<string, TerminalSeqState>() };
+  if (candidates.length > 0) {
+    availableFen = await lockPurses(tx, deps.ledger, records, candidates);
+    history = await readHistory(tx, records, candidates);
+  }
+  const { outcomes, clones } = resolveHistory(records, screened, history);
+  const coveredFen = purseCover(records, outcomes, availableFen);
+  const summary = summarizeOutcomes(records, outcomes);
+
+  const receipt: TapReceipt = {
+    operatorId, batchId: batch.batchId, receivedAt: receivedAt.toISOString(), clearingCycleId: cycle.id, ...summary,
+  };
+  const batchNo = await insertBatch(tx, batch, format, digest, receivedAt, cycle, uploader, receipt, outcomes, coveredFen, wellFormed);
+
+  const shortfalls = await postTaps(tx, deps.ledger, operatorId, records, outcomes, coveredFen, cycle);
+  const cases = riskCases(batch, clones, shortfalls, coveredFen);
+  if (cases.kinds.length > 0) {
+    await tx.query({ name: 'transit_raise_cases', text: plans.raise_cases, values: [
+      operatorId, receivedAt, cases.kinds, cases.sourceRefs, cases.cardNos, cases.terminalIds, cases.amounts, cases.details, uploader.keyId,
+    ] });
+  }
+  await applyGapChanges(tx, operatorId, records, outcomes, history.terminalSeqs, batchNo, uploader.keyId, receivedAt);
+
+  const counts = new Map<string, number>();
+  for (let i = 0; i < n; i++) {
+    const k = outcomes[i] ?? 'ACCEPTED';
+    counts.set(k, (counts.get(k) ?? 0) + 1);
+  }
+  return { receipt, replayed: false, stats: { outcomes: counts, shortfalls: shortfalls.length, clones: clones.length, attempts: 1 } };
+}
+
+function sorted(values: Set<string>): string[] {
+  return [...values].sort();
+}
+
+async function cardTimelines(tx: Tx, cardNos: string[]): Promise<Map<string, CardStatusEvent[]>> {
+  const out = new Map<string, CardStatusEvent[]>();
+  if (cardNos.length === 0) return out;
+  const r = await tx.query<{ card_no: string; status: CardStatus | null; effective_at_ms: number | null }>({
+    name: 'transit_cards_with_status_events', text: plans.cards_with_status_events, values: [cardNos],
+  });
+  for (const row of r.rows) {
+    let events = out.get(row.card_no);
+    if (events === undefined) { events = []; out.set(row.card_no, events); }
+    if (row.status !== null && row.effective_at_ms !== null) events.push({ status: row.status, effectiveAtMs: row.effective_at_ms });
+  }
+  return out;
+}
+
+/** Locks the candidates' purses (opening those never used) and returns each card's available balance. */
+async function lockPurses(tx: Tx, ledger: Ledger, records: readonly TapRecordInput[], candidates: readonly number[]): Promise<Map<string, bigint>> {
+  const codes = new Set<string>();
+  for (const i of candidates) codes.add(purseAccount(records[i].cardNo));
+  // In slices: Ledger.accountIdsFor is quadratic in the codes it has not cached yet, and a batch
+  // of new cards would otherwise spend seconds there.
+  const all = sorted(codes);
+  const ids = new Map<string, bigint>();
+  for (let k = 0; k < all.length; k += account_ids_slice) {
+    for (const [code, id] of await ledger.accountIdsFor(tx, all.slice(k, k + account_ids_slice))) ids.set(code, id);
+  }
+  const cardOfId = new Map<bigint, string>();
+  const idList: string[] = [];
+  for (const [code, id] of ids) {
+    cardOfId.set(id, code.slice(5, code.length - 6));
+    idList.push(String(id));
+  }
+  const r = await tx.query<{ id: bigint; available_fen: bigint }>({ name: 'transit_lock_purses', text: plans.lock_purses, values: [idList] });
+  if (r.rows.length !== idList.length) throw new Error('transit: a card purse account vanished while being locked');
+  const out = new Map<string, bigint>();
+  for (const row of r.rows) out.set(cardOfId.get(row.id) as string, row.available_fen);
+  return out;
+}
+
+async function readHistory(tx: Tx, records: readonly TapRecordInput[], candidates: readonly number[]) {
+  const kCard: string[] = [];
+  const kCounter: number[] = [];
+  const kType: number[] = [];
+  const range = new Map<string, { lo: number; hi: number }>();
+  for (const i of candidates) {
+    const r = records[i];
+    kCard.push(r.cardNo);
+    kCounter.push(r.cardCounter);
+    kType.push(r.txnType);
+    const span = range.get(r.terminalId);
+    if (span === undefined) range.set(r.terminalId, { lo: r.terminalSeq, hi: r.terminalSeq });
+    else {
+      if (r.terminalSeq < span.lo) span.lo = r.terminalSeq;
+      if (r.terminalSeq > span.hi) span.hi = r.terminalSeq;
+    }
+  }
+  const tIds: string[] = [];
+  const tLo: number[] = [];
+  const tHi: number[] = [];
+  for (const [id, span] of range) { tIds.push(id); tLo.push(span.lo); tHi.push(span.hi); }
+  const [acceptedRows, seqRows] = await Promise.all([
+    tx.query<Row>({ name: 'transit_accepted_by_keys', text: plans.accepted_by_keys, values: [kCard, kCounter, kType] }),
+    tx.query<Row>({ name: 'transit_terminal_seq_state', text: plans.terminal_seq_state, values: [tIds, tLo, tHi] }),
+  ]);
+  const accepted = new Map<string, TapRecordInput & { batchNo: bigint; idx: number }>();
+  for (const row of acceptedRows.rows) {
+    const rec = { ...recordFromRow(row), batchNo: row.batch_no as bigint, idx: row.idx as number };
+    accepted.set(tapKey(rec), rec);
+  }
+  const terminalSeqs = new Map<string, TerminalSeqState>();
+  for (const row of seqRows.rows) {
+    if (row.seq_min === null) continue;
+    const froms = (row.froms as bigint[] | null) ?? [];
+    const tos = (row.tos as (bigint | string)[] | null) ?? [];
+    const gaps: SeqGap[] = new Array(froms.length);
+    for (let k = 0; k < froms.length; k++) gaps[k] = { from: Number(froms[k]), to: Number(tos[k]) };
+    terminalSeqs.set(row.terminal_id as string, { seqMin: Number(row.seq_min), seqMax: Number(row.seq_max), gaps });
+  }
+  return { accepted, terminalSeqs };
+}
+
+function recordFromRow(row: Row): TapRecordInput {
+  return {
+    cardNo: row.card_no as string,
+    cardCounter: Number(row.card_counter),
+    txnType: row.txn_type as number,
+    amountFen: Number(row.amount_fen),
+    balanceBeforeFen: Number(row.balance_before_fen),
+    terminalId: row.terminal_id as string,
+    terminalSeq: Number(row.terminal_seq),
+    localTime: row.local_time as string,
+    keyVersion: row.key_version as number,
+    tac: row.tac as string,
+    lineId: (row.line_id as string | null) ?? '',
+    stationId: (row.station_id as string | null) ?? '',
+    entryStationId: (row.entry_station_id as string | null) ?? '',
+    entryLocalTime: (row.entry_local_time as string | null) ?? '',
+  };
+}
+
+async function insertBatch(
+  tx: Tx,
+  batch: TapBatchInput,
+  format: BodyFormat,
+  digest: string,
+  receivedAt: Date,
+  cycle: OpenCycle,
+  uploader: Uploader,
+  receipt: TapReceipt,
+  outcomes: readonly TapOutcome[],
+  coveredFen: readonly bigint[],
+  wellFormed: readonly boolean[],
+): Promise<bigint> {
+  const records = batch.records;
+  const n = records.length;
+  const idx = new Array<number>(n);
+  const reason = new Array<string | null>(n);
+  const cardNo = new Array<string | null>(n);
+  const counter = new Array<number | null>(n);
+  const type = new Array<number | null>(n);
+  const amount = new Array<number | null>(n);
+  const before = new Array<number | null>(n);
+  const terminal = new Array<string | null>(n);
+  const seq = new Array<number | null>(n);
+  const localTime = new Array<string | null>(n);
+  const keyVersion = new Array<number | null>(n);
+  const tac = new Array<string | null>(n);
+  const line = new Array<string | null>(n);
+  const station = new Array<string | null>(n);
+  const entryStation = new Array<string | null>(n);
+  const entryTime = new Array<string | null>(n);
+  const shortfall = new Array<string | null>(n);
+  const raw = new Array<Buffer | null>(n);
+  for (let i = 0; i < n; i++) {
+    const r = records[i];
+    idx[i] = i;
+    reason[i] = outcomes[i];
+    if (!wellFormed[i]) {
+      // Kept as sent, but as bytes: its strings may be anything a decoder let through.
+      cardNo[i] = counter[i] = type[i] = amount[i] = before[i] = terminal[i] = seq[i] = null;
+      localTime[i] = keyVersion[i] = tac[i] = line[i] = station[i] = entryStation[i] = entryTime[i] = null;
+      shortfall[i] = null;
+      raw[i] = Buffer.from(JSON.stringify(r), 'utf8');
+      continue;
+    }
+    cardNo[i] = r.cardNo;
+    counter[i] = r.cardCounter;
+    type[i] = r.txnType;
+    amount[i] = r.amountFen;
+    before[i] = r.balanceBeforeFen;
+    terminal[i] = r.terminalId;
+    seq[i] = r.terminalSeq;
+    localTime[i] = r.localTime;
+    keyVersion[i] = r.keyVersion;
+    tac[i] = r.tac;
+    line[i] = r.lineId === '' ? null : r.lineId;
+    station[i] = r.stationId === '' ? null : r.stationId;
+    entryStation[i] = r.entryStationId === '' ? null : r.entryStationId;
+    entryTime[i] = r.entryLocalTime === '' ? null : r.entryLocalTime;
+    const short = outcomes[i] === null ? BigInt(r.amountFen) - coveredFen[i] : 0n;
+    shortfall[i] = short > 0n ? String(short) : null;
+    raw[i] = null;
+  }
+  const rejectedIndex = receipt.rejections.map((x) => x.index);
+  const rejectedReason = receipt.rejections.map((x) => x.reason);
+  const r = await tx.query<{ batch_no: bigint; records: number }>({ name: 'transit_insert_batch_and_records', text: plans.insert_batch_and_records, values: [
+    batch.operatorId, batch.batchId, digest, batch.createdAt, format, receivedAt, cycle.id, cycle.businessDate, n,
+    receipt.acceptedCount, String(receipt.acceptedAmountFen), receipt.rejectedCount, String(receipt.rejectedAmountFen),
+    rejectedIndex, rejectedReason, uploader.keyId,
+    idx, reason, cardNo, counter, type, amount, before, terminal, seq, localTime, keyVersion, tac, line, station,
+    entryStation, entryTime, shortfall, raw,
+  ] });
+  // Assert at the boundary: every record of the batch is kept.
+  if (r.rows[0]?.records !== n) throw new Error(`transit: ${r.rows[0]?.records} of ${n} records were written`);
+  return r.rows[0].batch_no;
+}
+
+/**
+ * Posts every accepted tap: what the purse covers from the card's purse, any shortfall from the
+ * centre's suspense, both to the operator's payable, as one entry per tap. Returns the indexes
+ * of taps with a shortfall.
+ */
+async function postTaps(
+  tx: Tx,
+  ledger: Ledger,
+  operatorId: string,
+  records: readonly TapRecordInput[],
+  outcomes: readonly TapOutcome[],
+  coveredFen: readonly bigint[],
+  cycle: OpenCycle,
+): Promise<number[]> {
+  const payable = payableAccount(operatorId);
+  const shortfalls: number[] = [];
+  let chunk: EntryInput[] = [];
+  for (let i = 0; i < records.length; i++) {
+    if (outcomes[i] !== null) continue;
+    const r = records[i];
+    const amountFen = BigInt(r.amountFen);
+    const covered = coveredFen[i];
+    const lines: LineInput[] = [];
+    if (covered > 0n) lines.push({ debit: purseAccount(r.cardNo), credit: payable, amountFen: covered });
+    if (covered < amountFen) {
+      lines.push({ debit: suspense_account, credit: payable, amountFen: amountFen - covered });
+      shortfalls.push(i);
+    }
+    chunk.push({ idemKey: tapEntryKey(r), kind: tap_entry_kind, businessDate: cycle.businessDate, lines });
+    if (chunk.length === batch_entries_max) {
+      await postChunk(tx, ledger, chunk);
+      chunk = [];
+    }
+  }
+  if (chunk.length > 0) await postChunk(tx, ledger, chunk);
+  return shortfalls;
+}
+
+async function postChunk(tx: Tx, ledger: Ledger, entries: EntryInput[]): Promise<void> {
+  const results = await ledger.postBatch(tx, entries);
+  // A tap posted before would have been refused as DUPLICATE: a replay here means the records
+  // and the ledger disagree, which must not be papered over.
+  for (const r of results) {
+    if (r.replayed) throw new Error(`transit: ledger entry ${r.idemKey} already existed for a tap not accepted before`);
+  }
+}
+
+function riskCases(batch: TapBatchInput, clones: readonly CloneSuspect[], shortfalls: readonly number[], coveredFen: readonly bigint[]) {
+  const kinds: string[] = [];
+  const sourceRefs: string[] = [];
+  const cardNos: string[] = [];
+  const terminalIds: string[] = [];
+  const amounts: string[] = [];
+  const details: string[] = [];
+  for (const c of clones) {
+    const r = batch.records[c.index];
+    kinds.push(risk_kind_clone);
+    sourceRefs.push(tapKey(r));
+    cardNos.push(r.cardNo);
+    terminalIds.push(r.terminalId);
+    amounts.push(String(r.amountFen));
+    const first = c.acceptedBefore as (TapRecordInput & { batchNo?: bigint; idx?: number }) | null;
+    details.push(JSON.stringify({
+      batch_id: batch.batchId, index: c.index, card_counter: r.cardCounter, txn_type: r.txnType,
+      first_accepted: first === null
+        ? { same_batch_index: c.acceptedIndexInBatch }
+        : { batch_no: String(first.batchNo), index: first.idx, terminal_id: first.terminalId, terminal_seq: first.terminalSeq, local_time: first.localTime },
+    }));
+  }
+  for (const i of shortfalls) {
+    const r = batch.records[i];
+    const shortfallFen = BigInt(r.amountFen) - coveredFen[i];
+    kinds.push(risk_kind_shortfall);
+    sourceRefs.push(tapKey(r));
+    cardNos.push(r.cardNo);
+    terminalIds.push(r.terminalId);
+    amounts.push(String(shortfallFen));
+    details.push(JSON.stringify({
+      batch_id: batch.batchId, index: i, card_counter: r.cardCounter, txn_type: r.txnType,
+      amount_fen: String(r.amountFen), covered_fen: String(coveredFen[i]), shortfall_fen: String(shortfallFen),
+      suspense_account, entry_idem_key: tapEntryKey(r),
+    }));
+  }
+  return { kinds, sourceRefs, cardNos, terminalIds, amounts, details };
+}
+
+async function applyGapChanges(
+  tx: Tx,
+  operatorId: string,
+  records: readonly TapRecordInput[],
+  outcomes: readonly TapOutcome[],
+  states: ReadonlyMap<string, TerminalSeqState>,
+  batchNo: bigint,
+  actor: string,
+  at: Date,
+): Promise<void> {
+  const closedT: string[] = [];
+  const closedFrom: number[] = [];
+  const openedT: string[] = [];
+  const openedFrom: number[] = [];
+  const openedTo: number[] = [];
+  for (const [terminalId, seqs] of acceptedSeqsByTerminal(records, outcomes)) {
+    const change = applySeqs(states.get(terminalId), seqs);
+    for (const g of change.closed) { closedT.push(terminalId); closedFrom.push(g.from); }
+    for (const g of change.opened) { openedT.push(terminalId); openedFrom.push(g.from); openedTo.push(g.to); }
+  }
+  const batch = String(batchNo);
+  // Closing first: a split gap's remainder may start where the closed gap did (same key).
+  if (closedT.length > 0) {
+    await tx.query({ name: 'transit_close_gaps', text: plans.close_gaps, values: [closedT, closedFrom, batch, actor, at] });
+  }
+  if (openedT.length > 0) {
+    await tx.query({ name: 'transit_open_gaps', text: plans.open_gaps, values: [openedT, openedFrom, openedTo, operatorId, batch, at, actor] });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads
+// ---------------------------------------------------------------------------------------------
+
+function receiptFromRow(row: Row): TapReceipt {
+  const index = row.rejected_index as number[];
+  const reason = row.rejected_reason as TapRejectReason[];
+  const rejections = new Array<{ index: number; reason: TapRejectReason }>(index.length);
+  for (let k = 0; k < index.length; k++) rejections[k] = { index: index[k], reason: reason[k] };
+  return {
+    operatorId: row.operator_id as string,
+    batchId: row.batch_id as string,
+    receivedAt: (row.received_at as Date).toISOString(),
+    clearingCycleId: row.cycle_id as string,
+    acceptedCount: row.accepted_count as number,
+    acceptedAmountFen: row.accepted_amount_fen as bigint,
+    rejectedCount: row.rejected_count as number,
+    rejectedAmountFen: row.rejected_amount_fen as bigint,
+    rejections,
+  };
+}
+
+/** The receipt of an applied batch, or null. */
+export async function receiptOf(q: Queryable, operatorId: string, batchId: string): Promise<TapReceipt | null> {
+  const r = await q.query<Row>(plans.batch_by_key, [operatorId, batchId]);
+  return r.rows[0] === undefined ? null : receiptFromRow(r.rows[0]);
+}
+
+export interface OpenGap {
+  terminalId: string;
+  fromSeq: number;
+  toSeq: number;
+  openedAt: Date;
+}
+
+/** Open sequence gaps of an operator's terminals, cursor-paginated by (terminal, from_seq). */
+export async function sequenceGaps(q: Queryable, operatorId: string, after: { terminalId: string; fromSeq: number } | null, limit: number): Promise<OpenGap[]> {
+  const r = await q.query<{ terminal_id: string; from_seq: bigint; to_seq: bigint; opened_at: Date }>(plans.gaps_of_operator, [
+    operatorId, after?.terminalId ?? null, after === null ? null : String(after.fromSeq), limit,
+  ]);
+  return r.rows.map((x) => ({ terminalId: x.terminal_id, fromSeq: Number(x.from_seq), toSeq: Number(x.to_seq), openedAt: x.opened_at }));
+}
+
+export interface ChainTapRow {
+  cardCounter: number;
+  txnType: number;
+  amountFen: bigint;
+  balanceBeforeFen: bigint;
+  localTime: string;
+  terminalId: string;
+  terminalSeq: number;
+  operatorId: string;
+  batchId: string;
+  index: number;
+  loadBefore: boolean;
+}
+
+/**
+ * One page of a card's accepted taps in counter order, from (counter, type) on, each with whether
+ * a purse load came between it and the tap before it (on this page).
+ */
+export async function cardChain(q: Queryable, cardNo: string, from: { cardCounter: number; txnType: number }, limit: number): Promise<ChainTapRow[]> {
+  const r = await q.query<Row>(plans.card_chain, [cardNo, String(from.cardCounter), from.txnType, limit, purseAccount(cardNo)]);
+  return r.rows.map((x) => ({
+    cardCounter: Number(x.card_counter), txnType: x.txn_type as number, amountFen: x.amount_fen as bigint,
+    balanceBeforeFen: x.balance_before_fen as bigint, localTime: x.local_time as string, terminalId: x.terminal_id as string,
+    terminalSeq: Number(x.terminal_seq), operatorId: x.operator_id as string, batchId: x.batch_id as string,
+    index: x.idx as number, loadBefore: x.load_before as boolean,
+  }));
+}
+

@@ -1,0 +1,165 @@
+/**
+ * The SQL of transit tap ingestion, as named statements. Every statement that touches records
+ * works on a whole batch at once (unnest arrays in, one row per fact out): a batch costs a fixed
+ * handful of round trips whatever its size.
+ */
+
+/** Advisory lock namespace (first int4) serializing uploads of one (operator, batch_id). */
+export const batch_key_lock_ns = 7401;
+
+export const plans = {
+  operator: `SELECT id, kind, is_operator, status FROM merchant WHERE id = $1`,
+
+  lock_batch_key: `SELECT pg_advisory_xact_lock(${batch_key_lock_ns}, hashtext($1 || '/' || $2))`,
+
+  batch_by_key: `
+    SELECT batch_no, operator_id, batch_id, digest, received_at, cycle_id, business_date,
+           accepted_count, accepted_amount_fen, rejected_count, rejected_amount_fen, rejected_index, rejected_reason
+    FROM tap_batch WHERE operator_id = $1 AND batch_id = $2`,
+
+  /**
+   * The operator's terminals among the batch's, locked: uploads that share a terminal take turns
+   * from here on, so each sees the other's sequence numbers and gaps (locks in id order: no
+   * deadlock between two uploads). Other operators' terminals are simply not returned.
+   */
+  lock_operator_terminals: `
+    SELECT id FROM terminal WHERE id = ANY ($1::text[]) AND merchant_id = $2 ORDER BY id FOR NO KEY UPDATE`,
+
+  /** Issued cards with their status history; a card without events comes back once with nulls. */
+  cards_with_status_events: `
+    SELECT c.card_no, e.status, (extract(epoch FROM e.effective_at) * 1000)::float8 AS effective_at_ms
+    FROM card c LEFT JOIN card_status_event e ON e.card_no = c.card_no
+    WHERE c.card_no = ANY ($1::text[])
+    ORDER BY c.card_no, e.effective_at, e.id`,
+
+  /**
+   * The purses of the batch's cards, locked in id order (FOR NO KEY UPDATE: the mode the ledger's
+   * balance trigger takes later in the same transaction, so there is no lock upgrade, and it does
+   * not block foreign-key checks). Uploads sharing a card take turns from here, which is also what
+   * makes a tap sent in two concurrent batches land once: the second reads the first's records.
+   */
+  lock_purses: `
+    SELECT id, credits_posted_fen - debits_posted_fen - debits_pending_fen AS available_fen
+    FROM ledger_account WHERE id = ANY ($1::bigint[]) ORDER BY id FOR NO KEY UPDATE`,
+
+  /** Accepted records with any of these tap keys (read after the purse locks). */
+  accepted_by_keys: `
+    SELECT r.card_no, r.card_counter, r.txn_type, r.amount_fen, r.balance_before_fen, r.terminal_id, r.terminal_seq,
+           r.local_time, r.key_version, r.tac, r.line_id, r.station_id, r.entry_station_id, r.entry_local_time,
+           r.batch_no, r.idx
+    FROM unnest($1::text[], $2::bigint[], $3::smallint[]) AS k(card_no, card_counter, txn_type)
+    JOIN tap_record r ON r.card_no = k.card_no AND r.card_counter = k.card_counter AND r.txn_type = k.txn_type
+     AND r.outcome = 'ACCEPTED'`,
+
+  /**
+   * Per terminal: the lowest and highest accepted sequence number (two index probes each) and the
+   * open gaps overlapping [lo, hi], the range of this batch's candidates on that terminal. That is
+   * all it takes to tell whether a sequence number was already accepted: it was iff it lies in
+   * [min, max] outside every open gap.
+   */
+  terminal_seq_state: `
+    SELECT n.terminal_id,
+           (SELECT min(r.terminal_seq) FROM tap_record r WHERE r.terminal_id = n.terminal_id AND r.outcome = 'ACCEPTED') AS seq_min,
+           (SELECT max(r.terminal_seq) FROM tap_record r WHERE r.terminal_id = n.terminal_id AND r.outcome = 'ACCEPTED') AS seq_max,
+           g.froms, g.tos
+    FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS n(terminal_id, lo, hi)
+    LEFT JOIN LATERAL (
+      SELECT array_agg(s.from_seq ORDER BY s.from_seq) AS froms, array_agg(s.to_seq ORDER BY s.from_seq) AS tos
+      FROM tap_seq_gap s WHERE s.terminal_id = n.terminal_id AND s.from_seq <= n.hi AND s.to_seq >= n.lo) g ON true`,
+
+  /** The batch row (the receipt) and every record, in one statement. Returns the batch number. */
+  insert_batch_and_records: `
+    WITH b AS (
+      INSERT INTO tap_batch (operator_id, batch_id, digest, operator_created_at, body_format, received_at, cycle_id,
+        business_date, record_count, accepted_count, accepted_amount_fen, rejected_count, rejected_amount_fen,
+        rejected_index, rejected_reason, actor)
+      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::int[], $15::text[], $16)
+      RETURNING batch_no
+    ), r AS (
+      INSERT INTO tap_record (batch_no, idx, operator_id, outcome, reason, card_no, card_counter, txn_type, amount_fen,
+        balance_before_fen, terminal_id, terminal_seq, local_time, key_version, tac, line_id, station_id,
+        entry_station_id, entry_local_time, shortfall_fen, business_date, raw)
+      SELECT b.batch_no, x.idx, $1, CASE WHEN x.reason IS NULL THEN 'ACCEPTED' ELSE 'REJECTED' END, x.reason,
+             x.card_no, x.card_counter, x.txn_type, x.amount_fen, x.balance_before_fen, x.terminal_id, x.terminal_seq,
+             x.local_time, x.key_version, x.tac, x.line_id, x.station_id, x.entry_station_id, x.entry_local_time,
+             x.shortfall_fen, $8, x.raw
+      FROM b, unnest($17::int[], $18::text[], $19::text[], $20::bigint[], $21::smallint[], $22::bigint[], $23::bigint[],
+                     $24::text[], $25::bigint[], $26::text[], $27::smallint[], $28::text[], $29::text[], $30::text[],
+                     $31::text[], $32::text[], $33::bigint[], $34::bytea[])
+        AS x(idx, reason, card_no, card_counter, txn_type, amount_fen, balance_before_fen, terminal_id, terminal_seq,
+             local_time, key_version, tac, line_id, station_id, entry_station_id, entry_local_time, shortfall_fen, raw)
+      RETURNING 1
+    )
+    SELECT b.batch_no, (SELECT count(*) FROM r)::int AS records FROM b`,
+
+  /** Clone suspects and purse shortfalls, one case per signal, idempotent by (kind, source_ref). */
+  raise_cases: `
+    WITH c AS (
+      INSERT INTO risk_case (kind, source_ref, card_no, merchant_id, terminal_id, amount_fen, details, state, opened_at)
+      SELECT s.kind, s.source_ref, s.card_no, $1, s.terminal_id, s.amount_fen, s.details, 'OPEN', $2
+      FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::jsonb[])
+        AS s(kind, source_ref, card_no, terminal_id, amount_fen, details)
+      ON CONFLICT (kind, source_ref) DO NOTHING
+      RETURNING id)
+    INSERT INTO risk_case_event (case_id, from_state, to_state, actor, note, at)
+    SELECT id, NULL, 'OPEN', $9, 'raised by transit tap ingestion', $2 FROM c`,
+
+  /** Gaps a record landed in: removed from the open set, the closing kept as an event. */
+  close_gaps: `
+    WITH d AS (
+      DELETE FROM tap_seq_gap g USING unnest($1::text[], $2::bigint[]) AS c(terminal_id, from_seq)
+      WHERE g.terminal_id = c.terminal_id AND g.from_seq = c.from_seq
+      RETURNING g.terminal_id, g.from_seq, g.to_seq, g.operator_id)
+    INSERT INTO tap_seq_gap_event (terminal_id, from_seq, to_seq, operator_id, event, batch_no, actor, at)
+    SELECT terminal_id, from_seq, to_seq, operator_id, 'CLOSED', $3, $4, $5 FROM d`,
+
+  /** New open gaps (and what is left of split ones), with their OPENED events. */
+  open_gaps: `
+    WITH o AS (
+      INSERT INTO tap_seq_gap (terminal_id, from_seq, to_seq, operator_id, opened_at, opened_by_batch)
+      SELECT t, f, x, $4, $6, $5 FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS n(t, f, x)
+      RETURNING terminal_id, from_seq, to_seq)
+    INSERT INTO tap_seq_gap_event (terminal_id, from_seq, to_seq, operator_id, event, batch_no, actor, at)
+    SELECT terminal_id, from_seq, to_seq, $4, 'OPENED', $5, $7, $6 FROM o`,
+
+  // ------------------------------------------------------------------------------------------
+  // Reads for the risk-signal and receipt routes
+  // ------------------------------------------------------------------------------------------
+
+  /** Open gaps of an operator, by terminal then sequence, after a (terminal, from_seq) cursor. */
+  gaps_of_operator: `
+    SELECT terminal_id, from_seq, to_seq, opened_at
+    FROM tap_seq_gap
+    WHERE operator_id = $1 AND ($2::text IS NULL OR (terminal_id, from_seq) > ($2::text, $3::bigint))
+    ORDER BY terminal_id, from_seq
+    LIMIT $4`,
+
+  /**
+   * One card's accepted taps in counter order after a cursor, each with the previous tap and
+   * whether a purse load (a PURSE_LOAD credit to the card's purse) was posted between the two
+   * tap times. The chain rule itself is applied by engine/ingest `chainBreaks`.
+   */
+  card_chain: `
+    WITH t AS (
+      SELECT r.card_counter, r.txn_type, r.amount_fen, r.balance_before_fen, r.local_time, r.terminal_id, r.terminal_seq,
+             b.batch_id, r.idx, r.operator_id,
+             make_timestamp(substr(r.local_time, 1, 4)::int, substr(r.local_time, 5, 2)::int, substr(r.local_time, 7, 2)::int,
+                            substr(r.local_time, 9, 2)::int, substr(r.local_time, 11, 2)::int, substr(r.local_time, 13, 2)::float8)
+               AT TIME ZONE 'Asia/Shanghai' AS tapped_at
+      FROM tap_record r JOIN tap_batch b ON b.batch_no = r.batch_no
+      WHERE r.card_no = $1 AND r.outcome = 'ACCEPTED'
+        AND (r.card_counter, r.txn_type) >= ($2::bigint, $3::smallint)
+      ORDER BY r.card_counter, r.txn_type
+      LIMIT $4
+    ), w AS (
+      SELECT t.*, lag(t.tapped_at) OVER (ORDER BY t.card_counter, t.txn_type) AS previous_tapped_at FROM t
+    ), purse AS (SELECT id FROM ledger_account WHERE code = $5)
+    SELECT w.*,
+      w.previous_tapped_at IS NOT NULL AND EXISTS (
+        SELECT 1 FROM ledger_posting p JOIN ledger_entry e ON e.id = p.entry_id
+        WHERE p.credit_account_id = (SELECT id FROM purse) AND e.kind = 'PURSE_LOAD'
+          AND e.posted_at > w.previous_tapped_at AND e.posted_at <= w.tapped_at
+      ) AS load_before
+    FROM w
+    ORDER BY w.card_counter, w.txn_type`,
+} as const;

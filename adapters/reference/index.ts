@@ -1,0 +1,61 @@
+/**
+ * Reference data storage, the public face: set-based imports (all or nothing, per-row errors),
+ * audited updates, lists, card status events (and their set-based read for ingestion), reading
+ * import files, and the demo city seed.
+ */
+export {
+  card_status_history_events_max,
+  cardStatusEvents,
+  getBank,
+  getCard,
+  getFeeSchedule,
+  getMerchant,
+  getTerminal,
+  import_rows_max,
+  importBanks,
+  importCards,
+  importFeeSchedules,
+  importMerchants,
+  importRows,
+  importTerminals,
+  list_limit_max,
+  listBanks,
+  listCards,
+  listCardStatusEvents,
+  listFeeSchedules,
+  listMerchants,
+  listTerminals,
+  merchant_patchable,
+  recordCardStatus,
+  reference_entities,
+  reference_kinds,
+  referenceEvents,
+  RowErrors,
+  terminal_patchable,
+  updateBank,
+  updateMerchant,
+  updateTerminal,
+} from './store.ts';
+export type {
+  BankView,
+  CardFilter,
+  CardStatusChange,
+  CardStatusEventView,
+  CardStatusResult,
+  CardView,
+  FeeScheduleView,
+  ImportResult,
+  IndexedRecord,
+  MerchantFilter,
+  MerchantView,
+  ReferenceEntity,
+  ReferenceEventView,
+  ReferenceKind,
+  TerminalFilter,
+  TerminalView,
+  UpdateResult,
+  WriteContext,
+} from './store.ts';
+
+export { ensureSeedKeys, seed_credentials_file, seed_summary_file, seedCity, seedKeySpecs, writePrivateFile, writeSeedSummary } from './seed.ts';
+export type { SeedCityOptions, SeedKeySpec, SeedKeysResult, SeedSampleCard, SeedSummary } from './seed.ts';

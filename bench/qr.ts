@@ -1,0 +1,281 @@
+/**
+ * QR payment benchmark: the engine as its own process (`tsx adapters/cli/start.ts`) on a fresh
+ * database with 100,000 active e-cards (with medical personal accounts) and a few dozen
+ * merchants, driven at a FIXED rate with autocannon: every request a new, unique, freshly
+ * issued pay code. Latency is corrected for coordinated omission (autocannon's default with a
+ * fixed rate). The same run measures GET /healthz at the same rate as the baseline: what the
+ * machine, Node and HTTP cost before any payment work.
+ *
+ * Options: --rate N (req/s, default 1000) --duration S (default 20) --warmup S (default 3)
+ *          --connections N (default 64) --cards N (default 100000) --medical-share F (0.15)
+ *          --utility-share F (0.05) --pool N (engine PG_POOL_SIZE, default the engine's)
+ *          --profile DIR (write the engine's V8 CPU profile there)
+ *
+ * Beside latency it reports the CPU each payment cost the engine process and this database's
+ * Postgres backends (from /proc), which stays meaningful when the machine is shared.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import { createApiKey } from '../adapters/auth/api-keys.ts';
+import { ConfigKeyStore, encodeQrCode } from '../adapters/crypto/index.ts';
+import { createPool, withTx } from '../adapters/postgres/db.ts';
+import { Ledger, type EntryInput } from '../ledger/index.ts';
+import { benchDatabase, percentile, progress, report } from './support.ts';
+
+const { values } = parseArgs({ args: process.argv.slice(3), options: {
+  rate: { type: 'string', default: '1000' }, duration: { type: 'string', default: '20' }, warmup: { type: 'string', default: '3' },
+  connections: { type: 'string', default: '64' }, cards: { type: 'string', default: '100000' },
+  'medical-share': { type: 'string', default: '0.15' }, 'utility-share': { type: 'string', default: '0.05' }, pool: { type: 'string' },
+  profile: { type: 'string' },
+} });
+const rate_per_s = Number(values.rate);
+const duration_s = Number(values.duration);
+const warmup_s = Number(values.warmup);
+const connections = Number(values.connections);
+const cards_total = Number(values.cards);
+const medical_share = Number(values['medical-share']);
+const utility_share = Number(values['utility-share']);
+/** The bar this benchmark exists to check. */
+const latency_ms_p99_max = 25;
+const engine_ready_timeout_ms = 60_000;
+const engine_stop_timeout_ms = 15_000;
+const medical_balance_fen = 5_000n;
+const fund_batch_entries = 10_000;
+
+const repo_root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const banks = ['102100000001', '103100000002', '104100000003', '105100000004', '301290000007'];
+const merchants = [
+  ...Array.from({ length: 20 }, (_, i) => ({ id: `SHOP${String(i).padStart(2, '0')}`, kind: 'RETAIL' })),
+  ...Array.from({ length: 10 }, (_, i) => ({ id: `HOSP${String(i).padStart(2, '0')}`, kind: 'MEDICAL' })),
+  ...Array.from({ length: 4 }, (_, i) => ({ id: `UTIL${String(i).padStart(2, '0')}`, kind: 'UTILITY' })),
+];
+const cardNo = (i: number) => `62179${String(i).padStart(14, '0')}`;
+const hexKey = () => crypto.randomBytes(16).toString('hex').toUpperCase();
+
+interface Planned {
+  merchant: number;
+  body: string;
+}
+
+function plan(count: number, firstCard: number, keyStore: ConfigKeyStore, issuedAtS: number, tag: string): Planned[] {
+  const out: Planned[] = [];
+  const byKind = (k: string) => merchants.map((m, i) => ({ m, i })).filter((x) => x.m.kind === k).map((x) => x.i);
+  const shops = byKind('RETAIL'), hosps = byKind('MEDICAL'), utils = byKind('UTILITY');
+  for (let n = 0; n < count; n++) {
+    const c = cardNo((firstCard + n) % cards_total);
+    const roll = (n * 7919) % 1000 / 1000;
+    const amountFen = 100 + ((n * 104729) % 9900);
+    const base = { qr_code: encodeQrCode(keyStore, { cardNo: c, issuedAtS }), amount_fen: String(amountFen), order_id: `${tag}-${n}` };
+    if (roll < medical_share) {
+      out.push({ merchant: hosps[n % hosps.length], body: JSON.stringify({ ...base, medical: { visit_no: `V${n}` } }) });
+    } else if (roll < medical_share + utility_share) {
+      out.push({ merchant: utils[n % utils.length], body: JSON.stringify({ ...base, utility: { customer_no: `C${n}`, bill_id: `${tag}-B${n}` } }) });
+    } else {
+      out.push({ merchant: shops[n % shops.length], body: JSON.stringify(base) });
+    }
+  }
+  return out;
+}
+
+interface Run {
+  result: autocannon.Result;
+  /** Each 2xx response's own latency (ms), sorted. */
+  rawMs: number[];
+}
+
+/**
+ * autocannon at a fixed overall rate. How it keeps the rate matters for reading the numbers:
+ * each connection sends back to back until it has made its share of the second's requests, then
+ * waits for the next second, so load comes as a burst at the top of each second with up to
+ * `connections` requests in flight. Its coordinated-omission correction assumes one request per
+ * `Math.ceil(1 / per-connection rate)` = 1 ms, so it adds a sample for every millisecond of every
+ * response (not for the requests a slow response actually held back): that figure is reported as
+ * `_autocannon`, and the headline percentiles are the responses' own latencies.
+ */
+function run(url: string, opts: { requests?: autocannon.Request[]; seconds: number; title: string }): Promise<Run> {
+  const rawMs: number[] = [];
+  return new Promise<Run>((resolve, reject) => {
+    const instance = autocannon({
+      url, title: opts.title, connections, overallRate: rate_per_s, duration: opts.seconds, requests: opts.requests, timeout: 10,
+    }, (err: unknown, result: autocannon.Result) => (err ? reject(err) : resolve({ result, rawMs: rawMs.sort((a, b) => a - b) })));
+    instance.on('response', (_client, statusCode, _bytes, responseTime) => {
+      if (statusCode >= 200 && statusCode < 300) rawMs.push(responseTime);
+    });
+  });
+}
+
+/** User + system CPU time of processes, in ms (Linux /proc; 0 for processes that are gone). */
+function cpuMs(pids: readonly number[]): number {
+  const ticks_per_s = 100;
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // gone, or not Linux
+    }
+  }
+  return (ticks * 1000) / ticks_per_s;
+}
+
+/** The engine as its own process; the tail of its output is kept for when it fails. */
+function startEngine(env: NodeJS.ProcessEnv, nodeArgs: string[]): { child: ChildProcess; exited: Promise<number | null>; output: () => string } {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'adapters/cli/start.ts'], { cwd: repo_root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const keep = (d: Buffer) => { out = (out + d.toString()).slice(-8000); };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, exited, output: () => out };
+}
+
+async function waitReady(base: string, exited: Promise<number | null>): Promise<void> {
+  const deadline = Date.now() + engine_ready_timeout_ms;
+  let gone = false;
+  void exited.then(() => { gone = true; });
+  while (Date.now() < deadline && !gone) {
+    try {
+      const r = await fetch(`${base}/healthz`);
+      if (r.ok) return;
+    } catch { /* not listening yet */ }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(gone ? 'the engine exited during start-up' : 'the engine did not become ready in time');
+}
+
+const bdb = await benchDatabase();
+const db = createPool(bdb.url, 4, 'onecard-bench');
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'onecard-bench-qr-'));
+let engine: ReturnType<typeof startEngine> | null = null;
+try {
+  // ---- Reference data and balances, set-based (not measured) ---------------------------------
+  await db.query(`INSERT INTO bank (code, name) SELECT c, 'Bank ' || c FROM unnest($1::text[]) c`, [banks]);
+  await db.query(`
+    INSERT INTO merchant (id, name, kind, acquiring_bank, settlement_account)
+    SELECT id, 'Merchant ' || id, kind, ($3::text[])[1 + (ord % cardinality($3::text[]))::int], '62220000000' || ord
+    FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS m(id, kind, ord)`,
+  [merchants.map((m) => m.id), merchants.map((m) => m.kind), banks]);
+  await db.query(`
+    INSERT INTO card (card_no, issuing_bank, form, status, status_since)
+    SELECT '62179' || lpad(i::text, 14, '0'), ($2::text[])[1 + i % cardinality($2::text[])], 'ECARD', 'ACTIVE', now()
+    FROM generate_series(0, $1::int - 1) i`, [cards_total, banks]);
+  await db.query(`
+    INSERT INTO card_status_event (card_no, status, effective_at, actor)
+    SELECT card_no, 'ACTIVE', status_since, 'bench' FROM card`);
+  const ledger = new Ledger();
+  const funding = progress('setup: medical accounts', Math.ceil(cards_total / fund_batch_entries));
+  for (let c = 0; c < cards_total; c += fund_batch_entries) {
+    const entries: EntryInput[] = [];
+    for (let i = c; i < Math.min(cards_total, c + fund_batch_entries); i++) {
+      entries.push({ idemKey: `bench-medical:${i}`, kind: 'MEDICAL_CONTRIBUTION', businessDate: '2026-01-01',
+        lines: [{ debit: `bank:${banks[0]}:clearing`, credit: `card:${cardNo(i)}:medical`, amountFen: medical_balance_fen }] });
+    }
+    await withTx(db, (tx) => ledger.postBatch(tx, entries));
+    funding.tick();
+  }
+  funding.stop();
+  const tokens: string[] = [];
+  for (const m of merchants) tokens.push((await createApiKey(db, 'merchant', m.id, `bench ${m.id}`, 'bench')).token);
+  await db.query('VACUUM ANALYZE');
+  await db.query('CHECKPOINT');
+
+  // ---- The engine, as its own process ------------------------------------------------------
+  const keys = { tac: `1:${hexKey()}`, qr: `1:${hexKey()}`, pii: `1:${hexKey()}` };
+  const keyStore = ConfigKeyStore.fromConfigStrings(keys.tac, keys.qr);
+  const port = 20_000 + crypto.randomInt(0, 20_000);
+  const base = `http://127.0.0.1:${port}`;
+  engine = startEngine({
+    ...process.env, DATABASE_URL: bdb.url, WORKERS: 'false', HOST: '127.0.0.1', PORT: String(port), ONECARD_DATA_DIR: dataDir,
+    TAC_MASTER_KEYS: keys.tac, QR_MASTER_KEYS: keys.qr, PII_KEYS: keys.pii,
+    // Request logs at info are two lines a request on stdout; a production node ships warnings.
+    LOG_LEVEL: 'warn',
+    ...(values.pool ? { PG_POOL_SIZE: values.pool } : {}),
+  }, values.profile ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(values.profile)}`] : []);
+  await waitReady(base, engine.exited).catch((e: Error) => {
+    throw new Error(`${e.message}\n--- engine output ---\n${engine?.output() ?? ''}`);
+  });
+
+  const paymentRequests = (planned: Planned[]): autocannon.Request[] => {
+    let next = 0;
+    return [{
+      method: 'POST', path: '/v1/payments/qr',
+      setupRequest: (req) => {
+        // Past the planned list a code would repeat and be refused: count it as the error it is.
+        const p = planned[Math.min(next++, planned.length - 1)];
+        return { ...req, body: p.body, headers: { 'content-type': 'application/json', authorization: `Bearer ${tokens[p.merchant]}` } };
+      },
+    }];
+  };
+
+  // Warm-up (not reported): JIT, connection pools, account-id caches.
+  const warm = plan(Math.ceil(rate_per_s * warmup_s * 1.2), cards_total - 1 - Math.ceil(rate_per_s * warmup_s * 1.2), keyStore, Math.floor(Date.now() / 1000), 'warm');
+  if (warmup_s > 0) await run(base, { seconds: warmup_s, requests: paymentRequests(warm), title: 'warm-up' });
+
+  const engineCpuBefore = cpuMs(engine.child.pid === undefined ? [] : [engine.child.pid]);
+  const baseline = await run(`${base}/healthz`, { seconds: duration_s, title: 'GET /healthz' });
+  const baselineEngineCpuMs = cpuMs(engine.child.pid === undefined ? [] : [engine.child.pid]) - engineCpuBefore;
+
+  // Codes are issued just before the run, as phones show them: each is valid for 60 s.
+  const count = Math.ceil(rate_per_s * duration_s * 1.1);
+  const planned = plan(count, 0, keyStore, Math.floor(Date.now() / 1000), 'pay');
+  const load0 = os.loadavg()[0];
+  const backends = (await db.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`)).rows.map((x) => x.pid);
+  const enginePid = engine.child.pid === undefined ? [] : [engine.child.pid];
+  const cpu0 = { engine: cpuMs(enginePid), pg: cpuMs(backends), self: process.cpuUsage() };
+  const payments = await run(base, { seconds: duration_s, requests: paymentRequests(planned), title: 'POST /v1/payments/qr' });
+  const selfCpu = process.cpuUsage(cpu0.self);
+  const perPayment = (ms: number) => Number((ms / Math.max(payments.result.requests.total, 1)).toFixed(3));
+  const cpu = {
+    engine_cpu_ms_per_payment: perPayment(cpuMs(enginePid) - cpu0.engine),
+    pg_cpu_ms_per_payment: perPayment(cpuMs(backends) - cpu0.pg),
+    load_generator_cpu_ms_per_payment: perPayment((selfCpu.user + selfCpu.system) / 1000),
+  };
+
+  // Rows written by one transaction share its xmin: how many payments each batch carried.
+  const written = await db.query<{ payments: string; medical: string; utility: string; post_txs: string; bank_txs: string }>(`
+    SELECT count(*)::text AS payments, count(*) FILTER (WHERE medical_fen > 0)::text AS medical, count(*) FILTER (WHERE bill_id IS NOT NULL)::text AS utility,
+           count(DISTINCT xmin::text)::text AS post_txs,
+           (SELECT count(DISTINCT a.xmin::text) FROM sim_bank_authorization a JOIN payment p ON p.bank_auth_id = a.auth_id WHERE p.order_id LIKE 'pay-%')::text AS bank_txs
+    FROM payment WHERE order_id LIKE 'pay-%'`);
+  const v = await ledger.verify(db);
+  const r = payments.result;
+  const p99 = Number(percentile(payments.rawMs, 99).toFixed(1));
+  const baselineP99 = Number(percentile(baseline.rawMs, 99).toFixed(1));
+  const errors = r.non2xx + r.errors;
+  const achieved = Math.round(r.requests.total / r.duration);
+  report('qr', {
+    rate_per_s, achieved_rate_per_s: achieved, duration_s, connections, cards: cards_total, requests: r.requests.total,
+    latency_ms_p50: Number(percentile(payments.rawMs, 50).toFixed(1)), latency_ms_p90: Number(percentile(payments.rawMs, 90).toFixed(1)),
+    latency_ms_p99: p99, latency_ms_max: payments.rawMs[payments.rawMs.length - 1] ?? 0,
+    latency_ms_p99_autocannon: r.latency.p99,
+    errors, status_counts: Object.fromEntries(Object.entries(r.statusCodeStats ?? {}).map(([k, x]) => [k, x.count ?? 0])),
+    connection_errors: r.errors, timeouts: r.timeouts,
+    payments_written: Number(written.rows[0].payments), medical_payments: Number(written.rows[0].medical), utility_payments: Number(written.rows[0].utility),
+    payments_per_post_tx: Number((Number(written.rows[0].payments) / Math.max(Number(written.rows[0].post_txs), 1)).toFixed(2)),
+    authorizations_per_bank_tx: Number((Number(written.rows[0].payments) / Math.max(Number(written.rows[0].bank_txs), 1)).toFixed(2)),
+    baseline_latency_ms_p50: Number(percentile(baseline.rawMs, 50).toFixed(1)), baseline_latency_ms_p99: baselineP99,
+    baseline_latency_ms_p99_autocannon: baseline.result.latency.p99,
+    baseline_engine_cpu_ms_per_request: Number((baselineEngineCpuMs / Math.max(baseline.result.requests.total, 1)).toFixed(3)),
+    ratio: Number((p99 / Math.max(baselineP99, 0.1)).toFixed(2)),
+    ...cpu, load_avg_1m_at_start: Number(load0.toFixed(2)),
+    latency_ms_p99_max, bar_met: p99 <= latency_ms_p99_max && errors === 0 && achieved >= rate_per_s * 0.98,
+    verify_ok: v.ok,
+  });
+} finally {
+  if (engine !== null && engine.child.exitCode === null) {
+    engine.child.kill('SIGTERM');
+    const stopped = await Promise.race([engine.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), engine_stop_timeout_ms))]);
+    if (!stopped) engine.child.kill('SIGKILL');
+  }
+  await db.end();
+  await bdb.drop();
+  fs.rmSync(dataDir, { recursive: true, force: true });
+}
