@@ -20,6 +20,11 @@ export interface Principal {
 const token_pattern = /^ock_(key_[a-z0-9]{16})_([A-Za-z0-9_-]{43})$/;
 const scope_pattern = /^[A-Za-z0-9_-]{1,64}$/;
 
+/** The key id a well-formed token names (not proof of anything: the secret is unchecked), else null. */
+export function tokenKeyId(token: string): string | null {
+  return token_pattern.exec(token)?.[1] ?? null;
+}
+
 export function isRole(s: string): s is Role {
   return (roles as readonly string[]).includes(s);
 }

@@ -18,6 +18,6 @@ export {
 export type { ComplaintDetail, ComplaintInput, ComplaintSummary, FiledComplaint, PublicComplaintView } from './complaints.ts';
 export { remainingToRotate, rotatePii, rotation_batch_rows_default, sealed_tables } from './pii-rotation.ts';
 export type { RotationProgress, RotationReport } from './pii-rotation.ts';
-export { cards_options_default, cardsOptionsFromEnv, rate_limit_ips_max } from './options.ts';
+export { cards_options_default, cardsOptionsFromConfig, cardsOptionsFromEnv, rate_limit_ips_max } from './options.ts';
 export type { CardsOptions } from './options.ts';
 export { actorOf, cursorOf, purposeOf, redacting_log_serializers, redactUrl } from './http.ts';

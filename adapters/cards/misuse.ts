@@ -104,15 +104,15 @@ export async function detectMisuse(db: Db, businessDate: string, opts: { limits?
   return raiseMisuseCases(db, businessDate, taps, opts.limits ?? misuse_limits_default, opts.now);
 }
 
-// PROVISIONAL: transit ingestion's migration (0004_transit.sql) did not exist when this was
-// written. The table and column names below are a guess to align with it: one row per record,
-// the card, the terminal, the terminal's local time (YYYYMMDDhhmmss), the business date of the
-// cycle it was accepted into, and its outcome. detectMisuse refuses to run while the table is
-// missing; tests pass their own TapSource.
+// Transit ingestion's record table (migrations/0004_transit.sql): one row per record, accepted
+// or rejected. Only accepted taps are signals: a rejected one (hotlisted, bad TAC, duplicate) has
+// its own handling and may not even be the card's real journey. The business date is that of the
+// clearing cycle the tap was accepted into (tap_record_business_date is a BRIN index on it).
+// LEFT JOIN: a terminal without coordinates still counts towards the daily tap count.
 export const accepted_taps_source: TapSource = {
   table: 'public.tap_record',
   sql: `
     SELECT t.card_no, t.terminal_id, t.local_time, term.latitude::text AS latitude, term.longitude::text AS longitude
-    FROM tap_record t JOIN terminal term ON term.id = t.terminal_id
+    FROM tap_record t LEFT JOIN terminal term ON term.id = t.terminal_id
     WHERE t.business_date = $1 AND t.outcome = 'ACCEPTED'`,
 };

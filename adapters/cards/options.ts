@@ -1,17 +1,18 @@
 /**
- * Settings of the cards capability. Read from the environment once, by the caller, and passed
- * in (the shared Config does not carry them yet: see the lead's note in the report):
+ * Settings of the cards capability, derived from the validated `Config` (adapters/config.ts
+ * reads and checks the environment once; nothing here reads it):
  *
- * | variable | default | meaning |
- * |---|---|---|
- * | MISUSE_SPEED_KMH_MAX | 120 | impossible-travel threshold |
- * | MISUSE_DAILY_TAPS_MAX | 30 | abnormal daily tap count threshold |
- * | COMPLAINT_DEADLINE_DAYS | 15 | days to answer a complaint |
- * | COMPLAINT_FILINGS_PER_IP_BURST | 5 | public filings one IP may make at once |
- * | COMPLAINT_FILING_REFILL_MS | 600000 | one more filing per IP per this many ms |
+ * | variable | Config field | default | meaning |
+ * |---|---|---|---|
+ * | MISUSE_SPEED_KMH_MAX | misuseSpeedKmhMax | 120 | impossible-travel threshold (km/h) |
+ * | MISUSE_DAILY_TAPS_MAX | misuseDailyTapsMax | 30 | abnormal daily tap count threshold |
+ * | COMPLAINT_DEADLINE_DAYS | complaintDeadlineDays | 15 | days to answer a complaint |
+ * | COMPLAINT_FILINGS_PER_IP_BURST | complaintFilingsPerIpBurst | 5 | public filings one IP may make at once |
+ * | COMPLAINT_FILING_REFILL_MS | complaintFilingRefillMs | 600000 | one more filing per IP per this many ms |
  */
+import { loadConfig, type Config } from '../config.ts';
 import { misuse_limits_default, validateLimits, type MisuseLimits } from '../../engine/cards/index.ts';
-import { complaint_deadline_days_default, complaint_deadline_days_max, type BucketLimits } from '../../engine/complaints/index.ts';
+import { complaint_deadline_days_default, type BucketLimits } from '../../engine/complaints/index.ts';
 
 export interface CardsOptions {
   misuse: MisuseLimits;
@@ -30,30 +31,23 @@ export const cards_options_default: CardsOptions = {
   complaintReadBucket: { capacity: 30, refillMs: 2_000, keysMax: rate_limit_ips_max },
 };
 
-function num(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number, integer = true): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < min || n > max) {
-    throw new Error(`${name} must be ${integer ? 'an integer' : 'a number'} between ${min} and ${max}, got "${raw}"`);
-  }
-  return n;
-}
+type CardsConfig = Pick<Config, 'misuseSpeedKmhMax' | 'misuseDailyTapsMax' | 'complaintDeadlineDays' | 'complaintFilingsPerIpBurst' | 'complaintFilingRefillMs'>;
 
-export function cardsOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): CardsOptions {
+/** The cards options of a loaded configuration: `cardsOptionsFromConfig(deps.config)`. */
+export function cardsOptionsFromConfig(config: CardsConfig): CardsOptions {
   const d = cards_options_default;
   return {
-    misuse: validateLimits({
-      ...d.misuse,
-      speedKmhMax: num(env, 'MISUSE_SPEED_KMH_MAX', d.misuse.speedKmhMax, 1, 2000, false),
-      dailyTapsMax: num(env, 'MISUSE_DAILY_TAPS_MAX', d.misuse.dailyTapsMax, 1, 10_000),
-    }),
-    complaintDeadlineDays: num(env, 'COMPLAINT_DEADLINE_DAYS', d.complaintDeadlineDays, 1, complaint_deadline_days_max),
-    complaintFilingBucket: {
-      ...d.complaintFilingBucket,
-      capacity: num(env, 'COMPLAINT_FILINGS_PER_IP_BURST', d.complaintFilingBucket.capacity, 1, 1000),
-      refillMs: num(env, 'COMPLAINT_FILING_REFILL_MS', d.complaintFilingBucket.refillMs, 1, 86_400_000),
-    },
+    misuse: validateLimits({ ...d.misuse, speedKmhMax: config.misuseSpeedKmhMax, dailyTapsMax: config.misuseDailyTapsMax }),
+    complaintDeadlineDays: config.complaintDeadlineDays,
+    complaintFilingBucket: { ...d.complaintFilingBucket, capacity: config.complaintFilingsPerIpBurst, refillMs: config.complaintFilingRefillMs },
     complaintReadBucket: d.complaintReadBucket,
   };
+}
+
+/**
+ * @deprecated Use `cardsOptionsFromConfig(deps.config)`. Kept for callers that have no Config at
+ * hand; it parses through `loadConfig`, so the variables, defaults and bounds are the same ones.
+ */
+export function cardsOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): CardsOptions {
+  return cardsOptionsFromConfig(loadConfig(env));
 }

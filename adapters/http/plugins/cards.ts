@@ -12,7 +12,7 @@ import {
   card_actions, eligibility_bases, purposes, service_channels, services_catalogue, services_catalogue_version, type CardAction,
 } from '../../../engine/cards/index.ts';
 import {
-  actorOf, applyForCard, cardsOptionsFromEnv, findPersonIds, getApplication, hotlist_page_default, hotlist_page_max, hotlistDelta, hotlistPage,
+  actorOf, applyForCard, cardsOptionsFromConfig, findPersonIds, getApplication, hotlist_page_default, hotlist_page_max, hotlistDelta, hotlistPage,
   parsePersonId, performCardAction, purposeOf, readPerson, readPersons, redacting_log_serializers, type CardsOptions,
 } from '../../cards/index.ts';
 import { encodeHotlistDelta, encodeHotlistPage, hotlist_protobuf_content_type } from '../../protobuf/hotlist-codec.ts';
@@ -79,7 +79,7 @@ const lifecycle_routes: { path: string; action: CardAction; summary: string; rea
 ];
 
 export async function cardRoutes(app: FastifyInstance, deps: AppDeps & { cardsOptions?: CardsOptions }): Promise<void> {
-  const options = deps.cardsOptions ?? cardsOptionsFromEnv();
+  const options = deps.cardsOptions ?? cardsOptionsFromConfig(deps.config);
   const staff = ['admin'] as const;
 
   app.post('/v1/card-applications', {

@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { DomainError } from '../../../engine/errors.ts';
 import { case_kinds, case_states, integrity_kinds, parseCaseId, type IntegrityKind } from '../../../engine/cards/index.ts';
 import {
-  actorOf, assignCase, case_list_page_max, cardsOptionsFromEnv, collectRecovery, confirmCase, cursorOf, detectMisuse, dismissCase, getCase,
+  actorOf, assignCase, case_list_page_max, cardsOptionsFromConfig, collectRecovery, confirmCase, cursorOf, detectMisuse, dismissCase, getCase,
   listCases, openCase, redacting_log_serializers, type CardsOptions, type TapSource,
 } from '../../cards/index.ts';
 import { error_responses, type AppDeps } from '../context.ts';
@@ -50,7 +50,7 @@ function idOf(params: unknown): bigint {
 }
 
 export async function caseRoutes(app: FastifyInstance, deps: AppDeps & { cardsOptions?: CardsOptions; misuseTapSource?: TapSource }): Promise<void> {
-  const options = deps.cardsOptions ?? cardsOptionsFromEnv();
+  const options = deps.cardsOptions ?? cardsOptionsFromConfig(deps.config);
   const readers = ['admin', 'finance'] as const;
   const deciders = ['admin'] as const;
 

@@ -10,7 +10,7 @@ import {
   complainant_kinds, complaint_answer_chars_max, complaint_categories, complaint_description_chars_max, complaint_states, parseComplaintId, TokenBuckets,
 } from '../../../engine/complaints/index.ts';
 import {
-  actorOf, cardsOptionsFromEnv, complaint_list_page_max, cursorOf, fileComplaint, getComplaintDetail, getComplaintPublic, listComplaints,
+  actorOf, cardsOptionsFromConfig, complaint_list_page_max, cursorOf, fileComplaint, getComplaintDetail, getComplaintPublic, listComplaints,
   purposeOf, redacting_log_serializers, stepComplaint, type CardsOptions,
 } from '../../cards/index.ts';
 import { error_responses, type AppDeps } from '../context.ts';
@@ -59,7 +59,7 @@ function limited(buckets: TokenBuckets, req: FastifyRequest, reply: FastifyReply
 }
 
 export async function complaintRoutes(app: FastifyInstance, deps: AppDeps & { cardsOptions?: CardsOptions }): Promise<void> {
-  const options = deps.cardsOptions ?? cardsOptionsFromEnv();
+  const options = deps.cardsOptions ?? cardsOptionsFromConfig(deps.config);
   const filings = new TokenBuckets(options.complaintFilingBucket);
   const reads = new TokenBuckets(options.complaintReadBucket);
 
