@@ -2,7 +2,7 @@
 import crypto from 'node:crypto';
 import pg from 'pg';
 import { createPool, type Db } from '../../adapters/postgres/db.ts';
-import { adminUrl, databaseUrlFor, template_db } from './db-names.ts';
+import { adminUrl, databaseUrlFor, templateDb } from './db-names.ts';
 
 export interface TestDb {
   url: string;
@@ -20,7 +20,7 @@ export async function freshDatabase(poolSize = 10): Promise<TestDb> {
     // files start in parallel, so retry briefly.
     for (let attempt = 0; ; attempt++) {
       try {
-        await admin.query(`CREATE DATABASE ${name} TEMPLATE ${template_db}`);
+        await admin.query(`CREATE DATABASE ${name} TEMPLATE ${templateDb()}`);
         break;
       } catch (e) {
         if (attempt > 50) throw e;
