@@ -3,6 +3,7 @@ const benches: Record<string, () => Promise<unknown>> = {
   ledger: () => import('./ledger.ts'),
   ingest: () => import('./ingest.ts'),
   qr: () => import('./qr.ts'),
+  clearing: () => import('./clearing.ts'),
 };
 const name = process.argv[2];
 if (!name || !(name in benches)) {

@@ -18,6 +18,8 @@ import { cardRoutes } from './plugins/cards.ts';
 import { caseRoutes } from './plugins/cases.ts';
 import { complaintRoutes } from './plugins/complaints.ts';
 import { auditRoutes } from './plugins/audit.ts';
+import { clearingRoutes } from './plugins/clearing.ts';
+import { settlementRoutes } from './plugins/settlement.ts';
 import type { AppDeps } from './context.ts';
 
 export async function buildApp(deps: AppDeps, logger: Logger | false): Promise<FastifyInstance> {
@@ -57,5 +59,7 @@ export async function buildApp(deps: AppDeps, logger: Logger | false): Promise<F
   await app.register(caseRoutes, deps);
   await app.register(complaintRoutes, deps);
   await app.register(auditRoutes, deps);
+  await app.register(clearingRoutes, deps);
+  await app.register(settlementRoutes, deps);
   return app;
 }

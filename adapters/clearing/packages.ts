@@ -1,0 +1,163 @@
+/**
+ * One bank's settlement package: detail.csv streamed from a server-side cursor over its
+ * clearing lines (memory flat in the number of lines), pacs.009, camt.053 and the manifest.
+ * Every file is written under a temporary name and linked into place; an existing file is
+ * never replaced — if it is there already (a run killed after writing it) it must have exactly
+ * the bytes this run produced, else publishing stops. The files' rows commit together.
+ */
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { link, mkdir, unlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import {
+  buildCamt053,
+  buildManifest,
+  buildPacs009,
+  detailManifestFile,
+  digestOf,
+  manifestFileOf,
+  writeDetailCsv,
+  type DetailKind,
+  type DetailLine,
+  type EntryAggregate,
+  type Side,
+} from '../bankfiles/index.ts';
+import { StreamDigest } from '../bankfiles/digest.ts';
+import { DomainError } from '../../engine/errors.ts';
+import { addDays } from '../../engine/clearing/calendar.ts';
+import { withTx, type Db } from '../postgres/db.ts';
+import { plans } from './plans.ts';
+import type { ClearingSettings } from './settings.ts';
+
+/** Rows fetched from the cursor at a time: big enough to amortise round trips, small in memory. */
+export const cursor_fetch_rows = 20_000;
+export const package_file_names = ['detail.csv', 'pacs.009.xml', 'camt.053.xml', 'manifest.json'] as const;
+
+export interface PackageInput {
+  cycleId: string;
+  businessDate: string;
+  bankCode: string;
+  netFen: bigint;
+  lineCount: bigint;
+  createdAt: Date;
+}
+
+export const packageIdOf = (cycleId: string, bankCode: string): string => `${cycleId}-${bankCode}`;
+export const packageDir = (settings: ClearingSettings, cycleId: string, bankCode: string): string =>
+  path.join(settings.packagesDir, cycleId, bankCode);
+
+interface StoredFile { name: string; path: string; bytes: number; recordCount: number; sha256Hex: string; sm3Hex: string }
+
+export async function publishPackage(db: Db, settings: ClearingSettings, p: PackageInput): Promise<void> {
+  const dir = packageDir(settings, p.cycleId, p.bankCode);
+  await mkdir(dir, { recursive: true });
+  const settlementDate = addDays(p.businessDate, 1);
+  const aggregates = new Map<string, { kind: DetailKind; side: Side; direction: 'PAY' | 'RECEIVE'; count: number; netFen: bigint }>();
+
+  const detailTmp = tmpName(dir, 'detail.csv');
+  const client = await db.connect();
+  let summary;
+  try {
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    await client.query(plans.declare_lines_cursor, [p.cycleId, p.bankCode]);
+    summary = await writeDetailCsv(cursorLines(client, aggregates), createWriteStream(detailTmp));
+    await client.query('COMMIT');
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    await unlink(detailTmp).catch(() => undefined);
+    throw e;
+  } finally {
+    client.release();
+  }
+  if (summary.controlSums.netPositionFen !== p.netFen || BigInt(summary.lineCount) !== p.lineCount) {
+    await unlink(detailTmp).catch(() => undefined);
+    throw new DomainError('SETTLEMENT_PACKAGE_INCONSISTENT', 500, 'detail.csv disagrees with the bank position.', {
+      bank_code: p.bankCode, csv_net_fen: String(summary.controlSums.netPositionFen), position_net_fen: String(p.netFen),
+    });
+  }
+  const ref = packageIdOf(p.cycleId, p.bankCode);
+  const pacs009 = buildPacs009({
+    messageId: `P${ref}`, createdAt: p.createdAt, cycleId: p.cycleId, bankCode: p.bankCode,
+    settlementDate, netPositionFen: p.netFen, centre: settings.centre,
+  });
+  const camt053 = buildCamt053({
+    messageId: `S${ref}`, createdAt: p.createdAt, bankCode: p.bankCode, cycleId: p.cycleId, businessDate: p.businessDate,
+    settlementDate, openingBalanceFen: 0n, aggregates: [...aggregates.values()] as EntryAggregate[],
+  });
+  const detailFile = detailManifestFile(summary);
+  const pacsFile = manifestFileOf('pacs.009.xml', pacs009);
+  const camtFile = manifestFileOf('camt.053.xml', camt053);
+  const manifest = buildManifest({
+    bankCode: p.bankCode, cycleId: p.cycleId, businessDate: p.businessDate, settlementDate, createdAt: p.createdAt,
+    netPositionFen: p.netFen, files: [detailFile, pacsFile, camtFile],
+  });
+  const manifestDigest = digestOf(manifest);
+
+  const stored: StoredFile[] = [];
+  stored.push(await place(detailTmp, path.join(dir, 'detail.csv'), { name: 'detail.csv', bytes: detailFile.bytes, recordCount: detailFile.recordCount, sha256Hex: detailFile.sha256Hex, sm3Hex: detailFile.sm3Hex }));
+  for (const [name, text, file] of [['pacs.009.xml', pacs009.xml, pacsFile], ['camt.053.xml', camt053.xml, camtFile]] as const) {
+    const tmp = tmpName(dir, name);
+    await writeFile(tmp, text, 'utf8');
+    stored.push(await place(tmp, path.join(dir, name), { name, bytes: file.bytes, recordCount: file.recordCount, sha256Hex: file.sha256Hex, sm3Hex: file.sm3Hex }));
+  }
+  const mTmp = tmpName(dir, 'manifest.json');
+  await writeFile(mTmp, manifest, 'utf8');
+  stored.push(await place(mTmp, path.join(dir, 'manifest.json'), { name: 'manifest.json', bytes: manifestDigest.bytes, recordCount: 3, sha256Hex: manifestDigest.sha256Hex, sm3Hex: manifestDigest.sm3Hex }));
+
+  await withTx(db, async (tx) => {
+    await tx.query(plans.insert_package, [ref, p.cycleId, p.bankCode, p.businessDate, p.netFen, p.lineCount, p.createdAt]);
+    await tx.query(plans.insert_package_files, [
+      p.bankCode, ref, stored.map((f) => f.name), stored.map((f) => f.path), stored.map((f) => String(f.bytes)),
+      stored.map((f) => String(f.recordCount)), stored.map((f) => f.sha256Hex), stored.map((f) => f.sm3Hex),
+    ]);
+  });
+}
+
+function tmpName(dir: string, name: string): string {
+  return path.join(dir, `.${name}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+}
+
+/**
+ * Link `tmp` to `final` (never overwriting) and drop `tmp`. A file already there is accepted
+ * only with the same bytes (a killed run that got this far wrote the same deterministic file).
+ */
+async function place(tmp: string, final: string, f: Omit<StoredFile, 'path'>): Promise<StoredFile> {
+  try {
+    await link(tmp, final);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    const existing = await fileDigest(final);
+    if (existing.sha256Hex !== f.sha256Hex) {
+      await unlink(tmp).catch(() => undefined);
+      throw new DomainError('PACKAGE_FILE_EXISTS', 500, 'A different package file is already stored; packages are never overwritten.', { file: path.basename(final) });
+    }
+  }
+  await unlink(tmp);
+  return { ...f, path: final };
+}
+
+export async function fileDigest(file: string): Promise<{ bytes: number; sha256Hex: string; sm3Hex: string }> {
+  const d = new StreamDigest();
+  for await (const chunk of createReadStream(file)) d.update(chunk as Buffer);
+  return d.finish();
+}
+
+type CursorRow = [string, DetailKind, Side, string, string, string, string, bigint, bigint, 'PAY' | 'RECEIVE'];
+
+async function* cursorLines(
+  client: { query: Db['query'] },
+  aggregates: Map<string, { kind: DetailKind; side: Side; direction: 'PAY' | 'RECEIVE'; count: number; netFen: bigint }>,
+): AsyncGenerator<DetailLine> {
+  for (;;) {
+    const r = await client.query<CursorRow>({ text: `FETCH ${cursor_fetch_rows} FROM detail_lines`, rowMode: 'array' } as never);
+    const rows = r.rows as unknown as CursorRow[];
+    if (rows.length === 0) return;
+    for (const [txnId, kind, side, cardNo, merchantId, terminalId, txnTime, amountFen, feeFen, direction] of rows) {
+      const key = `${kind}/${side}/${direction}`;
+      const a = aggregates.get(key);
+      const net = side === 'ACQUIRER' ? amountFen - feeFen : amountFen;
+      if (a) { a.count += 1; a.netFen += net; } else aggregates.set(key, { kind, side, direction, count: 1, netFen: net });
+      yield { txnId, kind, side, cardNo, merchantId, terminalId, txnTime, amountFen, feeFen, direction };
+    }
+  }
+}
