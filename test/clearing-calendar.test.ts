@@ -43,7 +43,7 @@ describe('clearing calendar', () => {
       await startClearingCalendar(boss, testDeps(db.pool, { config: testConfig({ dataDir }), now: () => after_cutoff }));
     }
     const schedules = await nodes[0].getSchedules();
-    expect(schedules.map((s) => ({ name: s.name, cron: s.cron, tz: s.options.tz }))).toEqual([{ name: clearing_queue, cron: '0 23 * * *', tz: 'Asia/Shanghai' }]);
+    expect(schedules.map((s) => ({ name: s.name, cron: s.cron, tz: s.options?.tz }))).toEqual([{ name: clearing_queue, cron: '0 23 * * *', tz: 'Asia/Shanghai' }]);
 
     // What the cron sends at the cutoff, sent by both nodes at once.
     await Promise.all(nodes.map((b) => b.send(clearing_queue, {})));
