@@ -5,6 +5,8 @@
  * A utility bill is paid at most once (until a full refund releases it), also under races.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { withTx } from '../adapters/postgres/db.ts';
+import { Ledger } from '../ledger/index.ts';
 import { freshDatabase, type TestDb } from './support/db.ts';
 import { errorBody } from './support/http.ts';
 import {
@@ -102,6 +104,19 @@ describe('medical payments', () => {
     // A card that never had a medical account pays it all itself.
     const none = await pay(node.app, token.HOSP, { qr_code: code(card(35)), amount_fen: '700', order_id: order(), medical: {} });
     expect(none.json()).toMatchObject({ medical_fen: '0', self_pay_fen: '700' });
+  });
+
+  it('draws only what the account can spend: its balance less what pending holds reserve (the ledger’s available balance)', async () => {
+    const cn = card(5);
+    const ledger = new Ledger();
+    await withTx(db.pool, (tx) => ledger.createHold(tx, {
+      idemKey: `hold-${cn}`, debit: `card:${cn}:medical`, credit: 'merchant:HOSP:payable', amountFen: 4_000n, kind: 'MEDICAL_PREAUTH',
+      expiresAt: new Date(clock.now().getTime() + 3_600_000),
+    }));
+    const available = (await ledger.account(db.pool, `card:${cn}:medical`))?.availableFen;
+    expect(available).toBe(6_000n);
+    const r = await pay(node.app, token.HOSP, { qr_code: code(cn), amount_fen: '8000', order_id: order(), medical: {} });
+    expect(r.json()).toMatchObject({ medical_fen: '6000', self_pay_fen: '2000' });
   });
 
   it('never at a non-medical merchant: MEDICAL_NOT_ALLOWED, nothing written, the account untouched', async () => {

@@ -23,6 +23,7 @@
  * settlement package are what its reconciliation finds (the attempt id is in both books).
  */
 import crypto from 'node:crypto';
+import type { QueryResult } from 'pg';
 import { DomainError, conflict, isDomainError, notFound } from '../../engine/errors.ts';
 import {
   checkPurseLoad,
@@ -40,7 +41,7 @@ import { currentOpenCycle, openCycleForWrite } from '../postgres/cycles.ts';
 import { isRetryable, withTx, type Db, type Tx } from '../postgres/db.ts';
 import { untilAborted, type BankAuthRequest, type BankAuthorizer } from './bank-auth.ts';
 import { Batcher, type BatcherLimits, type Settled } from './batcher.ts';
-import { plans } from './plans.ts';
+import { plans, type ClaimColumns } from './plans.ts';
 
 /** How long a payment waits for the cardholder's bank before answering BANK_TIMEOUT. */
 export const bank_auth_timeout_ms = 2_000;
@@ -200,6 +201,8 @@ interface QrFactsKey {
   terminalId: string | null;
   codeId: string | null;
   billId: string | null;
+  /** Read the medical personal account's balance too (the request asked to draw on it). */
+  wantMedical: boolean;
 }
 
 interface QrFactsRow {
@@ -214,12 +217,13 @@ interface QrFactsRow {
   used_by_merchant_id: string | null;
   used_by_order_id: string | null;
   bill_paid: boolean;
+  medical_available_fen: bigint;
 }
 
 async function readQrFacts(db: Db, keys: QrFactsKey[]): Promise<Settled<QrFactsRow>[]> {
   const r = await db.query<QrFactsRow & Row>({ name: 'payments.qr_facts', text: plans.qr_facts, values: [
     keys.map((k) => k.merchantId), keys.map((k) => k.orderId), keys.map((k) => k.cardNo), keys.map((k) => k.terminalId),
-    keys.map((k) => k.codeId), keys.map((k) => k.billId),
+    keys.map((k) => k.codeId), keys.map((k) => k.billId), keys.map((k) => k.wantMedical),
   ] });
   if (r.rows.length !== keys.length) throw new Error(`facts of ${keys.length} payments came back as ${r.rows.length} rows`);
   return r.rows.map((value) => ({ ok: true, value }));
@@ -239,15 +243,11 @@ async function attemptQrPayment(ctx: PaymentsContext, actor: Actor, req: QrPayme
   }
   const f = await ctx.qrFacts.submit({
     merchantId, orderId: req.orderId, cardNo: code?.cardNo ?? null, terminalId: ask.terminalId, codeId: code?.codeId ?? null, billId: ask.utility?.billId ?? null,
+    wantMedical: ask.medical !== null && code !== null,
   });
   if (f.existing_id !== null) return replayOrder(ctx.db, merchantId, req.orderId, f.existing_sha256, requestSha256);
   if (code === null) throw codeRefusal;
 
-  let medicalAvailableFen = 0n;
-  if (ask.medical !== null && f.merchant_kind === 'MEDICAL' && f.card_status !== null) {
-    const account = await ctx.ledger.account(ctx.db, medicalAccount(code.cardNo));
-    medicalAvailableFen = account === undefined || account.availableFen < 0n ? 0n : account.availableFen;
-  }
   const plan = planQrPayment(ask, {
     merchantId,
     merchant: f.merchant_kind === null ? null : { kind: f.merchant_kind, status: f.merchant_status as MerchantStatus },
@@ -257,7 +257,7 @@ async function attemptQrPayment(ctx: PaymentsContext, actor: Actor, req: QrPayme
     card: f.card_status === null ? null : { status: f.card_status, issuingBank: f.issuing_bank as string },
     codeUsedBy: f.used_by_merchant_id === null ? null : { merchantId: f.used_by_merchant_id, orderId: f.used_by_order_id as string },
     billAlreadyPaid: f.bill_paid,
-    medicalAvailableFen,
+    medicalAvailableFen: f.medical_available_fen,
   });
   const issuingBank = f.issuing_bank as string;
 
@@ -378,26 +378,30 @@ async function claimAndPost(ctx: PaymentsContext, items: QrPost[]): Promise<Sett
     batch.push({ item, index });
   });
   const at = ctx.now();
-  const col = <T>(f: (x: QrPost) => T) => batch.map((b) => f(b.item));
-  const values = [
-    col((x) => x.paymentId), col((x) => x.merchantId), col((x) => x.orderId), col((x) => x.requestSha256), col((x) => x.merchantKind),
-    col((x) => x.cardNo), col((x) => x.issuingBank), col((x) => String(x.amountFen)), col((x) => String(x.plan.medicalFen)),
-    col((x) => String(x.plan.selfPayFen)), col((x) => x.codeId), col((x) => x.terminalId), col((x) => x.medicalVisitNo),
-    col((x) => x.customerNo), col((x) => x.billId), col((x) => x.bankAuthId), col((x) => x.bankAuthCode),
-    col((x) => `pay:${x.paymentId}`), col((x) => String(x.issuedAtS)), col((x) => x.actor), at,
-  ];
-  await withCycleLockTx(ctx.db, async (tx) => {
-    let r = await tx.query<Row>({ name: 'payments.claim_qr_payments', text: plans.claim_qr_payments, values });
-    if (r.rows.length > 0 && r.rows[0].open_cycle_id === null) {
+  const col = (f: (x: QrPost) => string | null) => batch.map((b) => f(b.item));
+  const columns: ClaimColumns = {
+    id: col((x) => x.paymentId), merchant_id: col((x) => x.merchantId), order_id: col((x) => x.orderId),
+    request_sha256: col((x) => x.requestSha256), merchant_kind: col((x) => x.merchantKind), card_no: col((x) => x.cardNo),
+    issuing_bank: col((x) => x.issuingBank), amount_fen: col((x) => String(x.amountFen)), medical_fen: col((x) => String(x.plan.medicalFen)),
+    self_pay_fen: col((x) => String(x.plan.selfPayFen)), code_id: col((x) => x.codeId), terminal_id: col((x) => x.terminalId),
+    medical_visit_no: col((x) => x.medicalVisitNo), customer_no: col((x) => x.customerNo), bill_id: col((x) => x.billId),
+    bank_auth_id: col((x) => x.bankAuthId), bank_auth_code: col((x) => x.bankAuthCode), entry_idem_key: col((x) => `pay:${x.paymentId}`),
+    issued_at_s: col((x) => String(x.issuedAtS)), actor: col((x) => x.actor),
+  };
+  await inPostingTransaction(ctx.db, async (tx) => {
+    // BEGIN, the cycle lock and the claim travel together: one round trip.
+    const opened = (await tx.query(plans.begin_and_claim_qr_payments(columns, at))) as unknown as QueryResult<Row>[];
+    let rows = opened[opened.length - 1].rows;
+    if (rows.length > 0 && rows[0].open_cycle_id === null) {
       // A database that never had a cycle: open the first one (under the lock we hold), claim again.
       await currentOpenCycle(tx, at, ctx.cutoffMinutes);
-      r = await tx.query<Row>({ name: 'payments.claim_qr_payments', text: plans.claim_qr_payments, values });
+      rows = (await tx.query<Row>(plans.claim_qr_payments(columns, at))).rows;
     }
-    if (r.rows.length !== batch.length) throw new Error(`a claim of ${batch.length} payments came back as ${r.rows.length} rows`);
-    const unusedCodes = r.rows.flatMap((row, i) => (row.code_claimed === true && row.id === null ? [batch[i].item.codeId] : []));
+    if (rows.length !== batch.length) throw new Error(`a claim of ${batch.length} payments came back as ${rows.length} rows`);
+    const unusedCodes = rows.flatMap((row, i) => (row.code_claimed === true && row.id === null ? [batch[i].item.codeId] : []));
     if (unusedCodes.length > 0) await tx.query(plans.release_codes, [unusedCodes]);
     const entries: EntryInput[] = [];
-    r.rows.forEach((row, i) => {
+    rows.forEach((row, i) => {
       if (row.id === null) return;
       const payment = toPayment(row);
       const { item, index } = batch[i];
@@ -414,22 +418,22 @@ async function claimAndPost(ctx: PaymentsContext, items: QrPost[]): Promise<Sett
 }
 
 /**
- * The QR payments' transaction, in the fewest round trips the cycle protocol allows: BEGIN with
- * the shared cycle lock (one round trip), the caller's statements (the first reads the open
- * cycle, after the lock), COMMIT. It is `withTx` + `openCycleForWrite` with the cycle read folded
- * into the claim: 4 round trips for a whole batch. Retried whole on deadlock or serialization
- * failure, as `withTx` does.
+ * The posting transaction of a batch of QR payments. `fn` opens it (its first request starts with
+ * BEGIN and the cycle lock, see `plans.begin_and_claim_qr_payments`); this commits it, or rolls
+ * it back and retries it whole after a deadlock or serialization failure, as `withTx` does. The
+ * cycle protocol is `openCycleForWrite`'s (the same lock, the cycle read after it) in 3 round
+ * trips for a whole batch: BEGIN+lock+claim, the ledger's post, COMMIT.
  */
-async function withCycleLockTx<T>(db: Db, fn: (tx: Tx) => Promise<T>): Promise<T> {
+async function inPostingTransaction(db: Db, fn: (tx: Tx) => Promise<void>): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     const client = await db.connect();
     let broken = false;
     try {
-      await client.query(plans.begin_in_cycle);
-      const result = await fn(client);
+      await fn(client);
       await client.query('COMMIT');
-      return result;
+      return;
     } catch (e) {
+      // Harmless when the failure came before BEGIN; a connection that cannot roll back is discarded.
       broken = await client.query('ROLLBACK').then(() => false, () => true);
       if (!isRetryable(e) || attempt >= tx_attempts_max) throw e;
     } finally {

@@ -19,60 +19,46 @@ const refund_columns = `
 const load_columns = `
   l.id, l.bank_code, l.bank_reference, l.card_no, l.amount_fen, l.purse_balance_after_fen, l.cycle_id, l.business_date, l.created_at`;
 
-export const plans = {
-  // ---- QR payments ------------------------------------------------------------------------
+/**
+ * BEGIN and the shared clearing-cycle lock: the lock `openCycleForWrite` takes, held until commit,
+ * so a cycle's close waits for in-flight payments and each payment lands in exactly one cycle.
+ */
+const begin_in_cycle = `BEGIN ISOLATION LEVEL READ COMMITTED; ${cycle_plans.lock_shared}`;
 
-  /**
-   * Everything QR payments are decided on, for a batch of them in one round trip (row `ord` for
-   * item `ord`): the merchant, the terminal, an earlier payment under the same order id, the
-   * card, an earlier use of the code, the bill.
-   */
-  qr_facts: `
-    SELECT r.ord, m.kind AS merchant_kind, m.status AS merchant_status,
-           t.merchant_id AS terminal_merchant_id, t.status AS terminal_status,
-           p.id AS existing_id, p.request_sha256 AS existing_sha256,
-           c.status AS card_status, c.issuing_bank,
-           u.merchant_id AS used_by_merchant_id, u.order_id AS used_by_order_id,
-           (r.bill_id IS NOT NULL AND EXISTS (
-             SELECT 1 FROM payment b WHERE b.merchant_id = r.merchant_id AND b.bill_id = r.bill_id AND b.bill_released_at IS NULL)) AS bill_paid
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
-         WITH ORDINALITY AS r(merchant_id, order_id, card_no, terminal_id, code_id, bill_id, ord)
-    LEFT JOIN merchant m ON m.id = r.merchant_id
-    LEFT JOIN payment p ON p.merchant_id = r.merchant_id AND p.order_id = r.order_id
-    LEFT JOIN card c ON c.card_no = r.card_no
-    LEFT JOIN terminal t ON t.id = r.terminal_id
-    LEFT JOIN qr_code_use u ON u.code_id = r.code_id
-    ORDER BY r.ord`,
+/** The claim's input, one array per column, one element per payment of the batch. */
+export const claim_columns = [
+  ['id', 'text'], ['merchant_id', 'text'], ['order_id', 'text'], ['request_sha256', 'text'], ['merchant_kind', 'text'],
+  ['card_no', 'text'], ['issuing_bank', 'text'], ['amount_fen', 'bigint'], ['medical_fen', 'bigint'], ['self_pay_fen', 'bigint'],
+  ['code_id', 'text'], ['terminal_id', 'text'], ['medical_visit_no', 'text'], ['customer_no', 'text'], ['bill_id', 'text'],
+  ['bank_auth_id', 'text'], ['bank_auth_code', 'text'], ['entry_idem_key', 'text'], ['issued_at_s', 'bigint'], ['actor', 'text'],
+] as const;
+export type ClaimColumns = Record<(typeof claim_columns)[number][0], readonly (string | null)[]>;
 
-  /**
-   * BEGIN and the shared clearing-cycle lock in one round trip: the lock `openCycleForWrite` takes,
-   * held until commit, so a cycle's close waits for this payment and the payment lands in exactly
-   * one cycle. (Simple protocol, constants only.)
-   */
-  begin_in_cycle: `BEGIN ISOLATION LEVEL READ COMMITTED; ${cycle_plans.lock_shared}`,
+function literalArray(values: readonly (string | null)[], type: 'text' | 'bigint'): string {
+  const items = values.map((v) => (v === null ? 'NULL' : type === 'bigint' ? BigInt(v).toString() : escapeLiteral(v)));
+  return `ARRAY[${items.join(', ')}]::${type}[]`;
+}
 
-  /**
-   * Inside the posting transaction, after the cycle lock, for a batch of payments (each code,
-   * order and bill at most once in a batch): the open cycle (read here, so its snapshot is taken
-   * after the lock, as `openCycleForWrite` does), then the claim. A payment is recorded only if
-   * its card is still ACTIVE, its code unused and its order (and bill) not yet paid. Codes are
-   * claimed in code order, so two batches never wait on each other in a cycle. Row `ord` answers
-   * item `ord`: its payment, or nulls (it lost a race; the caller decides it again), and whether
-   * its code was claimed (a claimed code without a payment is released by the caller). No open
-   * cycle at all (a new database): the caller opens the first one and claims again.
-   */
-  claim_qr_payments: `
+/**
+ * The claim of a batch of payments (each code, order and bill at most once in a batch), after
+ * the cycle lock: the open cycle, then a payment is recorded only if its card is still ACTIVE,
+ * its code unused and its order (and bill) not yet paid. Codes are claimed in code order and
+ * payments in order-id order, so two batches never wait on each other in a cycle. Row `ord`
+ * answers item `ord`: its payment, or nulls (it lost a race; the caller decides it again), and
+ * whether its code was claimed (a claimed code without a payment is released by the caller).
+ * No open cycle at all (a new database): the caller opens the first one and claims again.
+ */
+function claimQrPayments(columns: ClaimColumns, at: Date): string {
+  const arrays = claim_columns.map(([name, type]) => literalArray(columns[name], type)).join(',\n                         ');
+  const now = `${escapeLiteral(at.toISOString())}::timestamptz`;
+  return `
     WITH cyc AS (${cycle_plans.open_cycle}),
     r AS (
-      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[],
-                           $9::bigint[], $10::bigint[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[],
-                           $16::text[], $17::text[], $18::text[], $19::bigint[], $20::text[])
-        WITH ORDINALITY AS r(id, merchant_id, order_id, request_sha256, merchant_kind, card_no, issuing_bank, amount_fen,
-                             medical_fen, self_pay_fen, code_id, terminal_id, medical_visit_no, customer_no, bill_id,
-                             bank_auth_id, bank_auth_code, entry_idem_key, issued_at_s, actor, ord)),
+      SELECT * FROM unnest(${arrays})
+        WITH ORDINALITY AS r(${claim_columns.map(([name]) => name).join(', ')}, ord)),
     use AS (
       INSERT INTO qr_code_use (code_id, card_no, merchant_id, order_id, payment_id, issued_at, used_at)
-      SELECT r.code_id, r.card_no, r.merchant_id, r.order_id, r.id, to_timestamp(r.issued_at_s), $21::timestamptz
+      SELECT r.code_id, r.card_no, r.merchant_id, r.order_id, r.id, to_timestamp(r.issued_at_s), ${now}
       FROM r JOIN card c ON c.card_no = r.card_no AND c.status = 'ACTIVE' CROSS JOIN cyc
       ORDER BY r.code_id
       ON CONFLICT (code_id) DO NOTHING
@@ -83,14 +69,55 @@ export const plans = {
                            bank_auth_id, bank_auth_code, entry_idem_key, cycle_id, business_date, actor, created_at)
       SELECT r.id, r.merchant_id, r.order_id, r.request_sha256, r.merchant_kind, r.card_no, r.issuing_bank, r.amount_fen,
              r.medical_fen, r.self_pay_fen, r.code_id, r.terminal_id, r.medical_visit_no, r.customer_no, r.bill_id,
-             r.bank_auth_id, r.bank_auth_code, r.entry_idem_key, cyc.id, cyc.business_date, r.actor, $21::timestamptz
+             r.bank_auth_id, r.bank_auth_code, r.entry_idem_key, cyc.id, cyc.business_date, r.actor, ${now}
       FROM r JOIN use ON use.code_id = r.code_id CROSS JOIN cyc
       ORDER BY r.merchant_id, r.order_id
       ON CONFLICT DO NOTHING
       RETURNING *)
     SELECT r.ord, cyc.id AS open_cycle_id, (use.code_id IS NOT NULL) AS code_claimed, ${payment_columns}
     FROM r LEFT JOIN cyc ON true LEFT JOIN use ON use.code_id = r.code_id LEFT JOIN ins p ON p.id = r.id
+    ORDER BY r.ord`;
+}
+
+export const plans = {
+  // ---- QR payments ------------------------------------------------------------------------
+
+  /**
+   * Everything QR payments are decided on, for a batch of them in one round trip (row `ord` for
+   * item `ord`): the merchant, the terminal, an earlier payment under the same order id, the
+   * card, an earlier use of the code, the bill, and (when asked) the medical account's balance.
+   */
+  qr_facts: `
+    SELECT r.ord, m.kind AS merchant_kind, m.status AS merchant_status,
+           t.merchant_id AS terminal_merchant_id, t.status AS terminal_status,
+           p.id AS existing_id, p.request_sha256 AS existing_sha256,
+           c.status AS card_status, c.issuing_bank,
+           u.merchant_id AS used_by_merchant_id, u.order_id AS used_by_order_id,
+           (r.bill_id IS NOT NULL AND EXISTS (
+             SELECT 1 FROM payment b WHERE b.merchant_id = r.merchant_id AND b.bill_id = r.bill_id AND b.bill_released_at IS NULL)) AS bill_paid,
+           -- What the card's medical personal account can spend: the ledger's available balance of
+           -- a credit-normal account (posted credits - posted debits - pending debits), 0 if none.
+           CASE WHEN r.want_medical THEN coalesce((
+             SELECT greatest(a.credits_posted_fen - a.debits_posted_fen - a.debits_pending_fen, 0) FROM ledger_account a
+             WHERE a.code = 'card:' || r.card_no || ':medical' AND a.normal_side = 'CREDIT'), 0) ELSE 0 END::bigint AS medical_available_fen
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::boolean[])
+         WITH ORDINALITY AS r(merchant_id, order_id, card_no, terminal_id, code_id, bill_id, want_medical, ord)
+    LEFT JOIN merchant m ON m.id = r.merchant_id
+    LEFT JOIN payment p ON p.merchant_id = r.merchant_id AND p.order_id = r.order_id
+    LEFT JOIN card c ON c.card_no = r.card_no
+    LEFT JOIN terminal t ON t.id = r.terminal_id
+    LEFT JOIN qr_code_use u ON u.code_id = r.code_id
     ORDER BY r.ord`,
+
+  /**
+   * One round trip opens the posting transaction, takes the shared cycle lock and claims a batch
+   * (each statement of a simple-protocol request takes its own snapshot, so the claim reads the
+   * open cycle after the lock, as `openCycleForWrite` does). Values go in as escaped literals.
+   */
+  begin_and_claim_qr_payments: (columns: ClaimColumns, at: Date) => `${begin_in_cycle}; ${claimQrPayments(columns, at)}`,
+
+  /** The claim alone (again, after opening the first cycle of a new database). */
+  claim_qr_payments: (columns: ClaimColumns, at: Date) => claimQrPayments(columns, at),
 
   /** Codes claimed by payments that then lost their order or bill to another: not used after all. */
   release_codes: `DELETE FROM qr_code_use WHERE code_id = ANY ($1::text[])`,
@@ -177,9 +204,13 @@ export const plans = {
    * (in key order, so concurrent batches never deadlock), then read each authorization (if
    * already decided) and its card's approved total for the day, in a snapshot taken after the
    * locks. Simple protocol (several statements need it), so values go in as escaped literals.
+   * The simulated bank stands in for another institution's system: its commits do not wait for
+   * the WAL flush (a Postgres crash could forget its last fraction of a second of decisions; an
+   * engine restart forgets nothing). The engine's own transactions keep synchronous commit.
    */
   sim_bank_begin_and_read: (lockNamespace: number, authIds: readonly string[], cardNos: readonly string[], localDate: string) => `
     BEGIN ISOLATION LEVEL READ COMMITTED;
+    SET LOCAL synchronous_commit = off;
     SELECT pg_advisory_xact_lock(${Math.trunc(lockNamespace)}, k)
     FROM (SELECT DISTINCT hashtext(c) AS k FROM unnest(${textArray(cardNos)}) c ORDER BY 1) keys;
     SELECT r.ord, a.approved, a.auth_code, a.decline_code,

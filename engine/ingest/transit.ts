@@ -91,8 +91,13 @@ export function cardStatusAt(events: readonly CardStatusEvent[], atMs: number): 
 export interface TapScreenFacts {
   /** Terminals registered to the uploading operator (others' and unregistered ones are absent). */
   operatorTerminals: ReadonlySet<string>;
-  /** Issued cards, each with its status history in effective order. */
-  cards: ReadonlyMap<string, readonly CardStatusEvent[]>;
+  /** True if the card number was issued (UNKNOWN_CARD otherwise). */
+  isIssued: (cardNo: string) => boolean;
+  /**
+   * Status histories, in effective order, of the cards whose status could refuse a tap (ever
+   * hotlisted or cancelled). A card absent here is taken as never blocked.
+   */
+  statusHistories: ReadonlyMap<string, readonly CardStatusEvent[]>;
   /** TAC master key versions the key store holds. */
   hasKeyVersion: (keyVersion: number) => boolean;
   /** verifyTacs over the whole batch: entry i is true iff record i's TAC verifies. */
@@ -120,15 +125,15 @@ export function screenTaps(
     if (r.amountFen === 0 || r.amountFen > limits.amountFenMax) { out[i] = tap_reject.amount_out_of_range; continue; }
     if (r.amountFen > r.balanceBeforeFen) { out[i] = tap_reject.insufficient_purse; continue; }
     if (!facts.operatorTerminals.has(r.terminalId)) { out[i] = tap_reject.unknown_terminal; continue; }
-    const events = facts.cards.get(r.cardNo);
-    if (events === undefined) { out[i] = tap_reject.unknown_card; continue; }
+    if (!facts.isIssued(r.cardNo)) { out[i] = tap_reject.unknown_card; continue; }
     if (!facts.hasKeyVersion(r.keyVersion)) { out[i] = tap_reject.unknown_key_version; continue; }
     if (!facts.tacValid[i]) { out[i] = tap_reject.bad_tac; continue; }
     // Well formed, so the local time parses.
     const tapMs = parseLocalTime(r.localTime) as number;
     if (tapMs > latestMs) { out[i] = tap_reject.future_tap; continue; }
     if (tapMs < earliestMs) { out[i] = tap_reject.stale_tap; continue; }
-    const status = cardStatusAt(events, tapMs);
+    const events = facts.statusHistories.get(r.cardNo);
+    const status = events === undefined ? null : cardStatusAt(events, tapMs);
     if (status === 'CANCELLED') { out[i] = tap_reject.card_cancelled; continue; }
     if (status === 'LOST_REPORTED' || status === 'SUSPENDED') { out[i] = tap_reject.card_hotlisted; continue; }
     out[i] = null;

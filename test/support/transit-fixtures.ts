@@ -121,7 +121,9 @@ export function tap(s: TapSpec): TapRecordInput {
   const txnType = s.txnType ?? 9;
   const keyVersion = s.keyVersion ?? test_key_version;
   const fields = { amountFen, txnType, terminalId: s.terminalId, terminalSeq: s.terminalSeq, localTime: s.localTime };
-  const tac = test_key_store.hasTacKey(keyVersion) ? test_key_store.computeTac(keyVersion, s.cardNo, fields) : '00000000';
+  let tac = '00000000';
+  // A record built to be malformed, or with a key version the store lacks, carries no valid TAC.
+  try { if (test_key_store.hasTacKey(keyVersion)) tac = test_key_store.computeTac(keyVersion, s.cardNo, fields); } catch { /* keep the dummy */ }
   return {
     cardNo: s.cardNo, cardCounter: s.cardCounter, txnType, amountFen, balanceBeforeFen: s.balanceBeforeFen ?? 10_000,
     terminalId: s.terminalId, terminalSeq: s.terminalSeq, localTime: s.localTime, keyVersion, tac,

@@ -213,8 +213,9 @@ export async function transitRoutes(app: FastifyInstance, deps: AppDeps): Promis
 
   // Raw bytes for both formats, in this plugin's scope only: the codec decodes (and bounds) them.
   const raw = (_req: FastifyRequest, body: Buffer, done: (err: Error | null, body?: Buffer) => void) => done(null, body);
+  // Only the two formats of the spec: anything else (text/plain included) is 415.
+  app.removeAllContentTypeParsers();
   app.addContentTypeParser(tap_batch_protobuf_content_type, { parseAs: 'buffer', bodyLimit: deps.bodyBytesMax }, raw);
-  app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: deps.bodyBytesMax }, raw);
 
   app.post('/v1/transit/batches', {
