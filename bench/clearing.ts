@@ -54,7 +54,7 @@ try {
     const to = Math.min(transactions, from + seed_chunk) - 1;
     await db.query(`
       WITH src AS (
-        SELECT g, (g / 20) % ${cards} AS card, g % 20 AS slot, 1 + (g * 7919) % 500 AS amt FROM generate_series(${from}, ${to}) g
+        SELECT g, (g / 20) % ${cards} AS card, g % 20 AS slot, 1 + (g * 7919) % 500 AS amt FROM generate_series(${from}::bigint, ${to}::bigint) g
       ), spec AS (
         SELECT g, card, '62170' || lpad(card::text, 14, '0') AS card_no,
           CASE WHEN slot < 5 THEN 'PURSE_LOAD' WHEN slot < 15 THEN 'TRANSIT_TAP' ELSE 'QR_PAYMENT' END AS kind,
