@@ -17,6 +17,9 @@
  * Options: --duration S (30) --connections N (4) --batch N (1000) --cards N (100000)
  *          --terminals N (2000) --pattern sequential|random
  *          --cpu-prof-dir DIR (write a V8 CPU profile of the engine process there)
+ *          --ledger-fillfactor N (experiment, off by default: the ledger's migration leaves
+ *            ledger_account at fillfactor 100, so almost no balance update is HOT and each one
+ *            writes three index entries; this shows what fillfactor N would change. Reported.)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -37,7 +40,7 @@ const { values } = parseArgs({ args: process.argv.slice(3), options: {
   duration: { type: 'string', default: '30' }, connections: { type: 'string', default: '4' },
   batch: { type: 'string', default: '1000' }, cards: { type: 'string', default: '100000' },
   terminals: { type: 'string', default: '2000' }, pattern: { type: 'string', default: 'sequential' },
-  'cpu-prof-dir': { type: 'string' },
+  'cpu-prof-dir': { type: 'string' }, 'ledger-fillfactor': { type: 'string' },
 } });
 const duration_s = Number(values.duration);
 const connections = Number(values.connections);
@@ -112,6 +115,13 @@ async function seed(db: Db): Promise<void> {
   log('setup: purse accounts open');
   await withTx(db, (tx) => ledger.postBatch(tx, entries));
   log('setup: purses funded');
+  if (values['ledger-fillfactor'] !== undefined) {
+    const ff = Number(values['ledger-fillfactor']);
+    if (!Number.isInteger(ff) || ff < 10 || ff > 100) throw new Error('--ledger-fillfactor must be 10..100');
+    log(`setup: EXPERIMENT ledger_account fillfactor ${ff}`);
+    await db.query(`ALTER TABLE ledger_account SET (fillfactor = ${ff})`);
+    await db.query('VACUUM FULL ledger_account');
+  }
   await db.query('VACUUM ANALYZE');
   await db.query('CHECKPOINT');
   log('setup: reference data and purses ready');
@@ -218,6 +228,23 @@ async function startServer(databaseUrl: string, port: number, dataDir: string): 
     if (Date.now() > deadline) throw new Error(`engine did not start in 60 s: ${stderr.slice(-2000)}`);
     await new Promise((r) => setTimeout(r, 200));
   }
+}
+
+/** CPU time (user + system, ms) a process has used so far, from /proc/<pid>/stat; 0 once it is gone. */
+function cpuMsOf(pid: number): number {
+  try {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * (1000 / 100);
+  } catch {
+    return 0;
+  }
+}
+
+/** The engine's Postgres backends (its pool connections), to count their CPU too. */
+async function engineBackendPids(db: Db): Promise<number[]> {
+  const r = await db.query<{ pid: number }>(
+    `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'onecard'`);
+  return r.rows.map((x) => x.pid);
 }
 
 function rssSamplerOf(pid: number): { maxMb(): number; stop(): void } {
@@ -340,6 +367,7 @@ try {
   log(`uploading for ${duration_s} s with ${connections} connections`);
   let sent = 0;
   const statusCounts = new Map<number, number>();
+  const serverCpu0 = cpuMsOf(server.pid as number);
   const t0 = process.hrtime.bigint();
   const result = await new Promise<autocannon.Result>((resolve, reject) => {
     const inst = autocannon({
@@ -364,6 +392,10 @@ try {
     inst.on('done', () => clearInterval(tick));
   });
   const engineSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  // Where the two cores went: the engine process, and its Postgres backends (created during the run).
+  const serverCpuMs = cpuMsOf(server.pid as number) - serverCpu0;
+  let pgCpuMs = 0;
+  for (const pid of await engineBackendPids(db)) pgCpuMs += cpuMsOf(pid);
   const rssMb = rss.maxMb();
   rss.stop();
   await stopServer(server);
@@ -393,8 +425,11 @@ try {
     batch_latency_ms_p50: latencies[0],
     batch_latency_ms_p99: latencies[1],
     rss_mb_max: rssMb,
+    engine_cpu_ms_per_batch: Number((serverCpuMs / Number(counts.batches)).toFixed(1)),
+    postgres_cpu_ms_per_batch: Number((pgCpuMs / Number(counts.batches)).toFixed(1)),
     baseline_taps_per_s: baselinePerS,
     ratio: Number((tapsPerS / baselinePerS).toFixed(3)),
+    ledger_fillfactor_experiment: values['ledger-fillfactor'] === undefined ? null : Number(values['ledger-fillfactor']),
     bar_taps_per_s: 25_000,
     meets_bar: tapsPerS >= 25_000,
     verify_ok: verify.ok,

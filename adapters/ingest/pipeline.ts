@@ -237,7 +237,7 @@ async function applyBatch(
   const screened = screenTaps(records, {
     operatorTerminals, isIssued: (c) => !cards.unissued.has(c), statusHistories: cards.histories,
     hasKeyVersion: (v) => deps.keyStore.hasTacKey(v), tacValid,
-  }, deps.limits, receivedAt.getTime());
+  }, deps.limits, receivedAt.getTime(), wellFormed);
 
   // Candidates: lock their purses, then read their history.
   const candidates: number[] = [];

@@ -1,17 +1,23 @@
 /**
- * Where an online payment becomes postings. Each call is idempotent by the caller's key and
- * writes in one short transaction; the bank is asked outside any transaction, so no database
- * lock or connection is held across a network call.
+ * Where an online payment becomes postings. Each call is idempotent by the caller's key; the
+ * bank is asked outside any transaction, so no database lock or connection is held across a
+ * network call.
  *
  * A QR payment, in order:
  *   1. verify the pay code (signature, time window) in memory;
- *   2. read every fact the decision needs in one query (merchant, terminal, an earlier payment
- *      under this order id, card, an earlier use of the code, the bill) and decide (pure rules);
+ *   2. read every fact the decision needs (merchant, terminal, an earlier payment under this
+ *      order id, card, an earlier use of the code, the bill, the medical account's balance) and
+ *      decide with the pure rules of engine/payments;
  *   3. authorize the self-pay part at the cardholder's bank, bounded by `bank_auth_timeout_ms`;
  *   4. in one transaction: re-check the card, claim the code (its primary key is the single-use
- *      rule), record the payment (its unique order id is the idempotency rule) and post the
- *      entry; if anything there conflicts, roll back, reverse the bank's authorization and decide
- *      again from fresh facts (a concurrent identical order then reads as a replay).
+ *      rule), record the payment (its unique order id is the idempotency rule, the partial unique
+ *      bill index the bill-once rule) and post the entry. A payment that loses a race there is
+ *      not posted: its authorization is reversed and it is decided again from fresh facts (a
+ *      concurrent identical order then reads as a replay, a concurrent use of the code as
+ *      QR_REPLAYED, a drained medical account as a new split).
+ * Steps 2 and 4 are shared by the payments in flight together (see batcher.ts): one statement
+ * reads the facts of all of them, one transaction claims and posts all of them. That is how a
+ * 2-core machine takes 1,000 payments a second; a payment alone still goes through at once.
  *
  * What is kept when the bank does not answer in time: nothing of the payment (no code use, no
  * payment, no entry: the code can be presented again), and a reversal request for the attempt,

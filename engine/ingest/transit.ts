@@ -114,6 +114,8 @@ export function screenTaps(
   facts: TapScreenFacts,
   limits: TapLimits,
   receivedAtMs: number,
+  /** checkRecordFormat(records[i]) === null, when the caller has it already. */
+  wellFormed?: readonly boolean[],
 ): TapOutcome[] {
   if (facts.tacValid.length !== records.length) throw new Error('screenTaps: one TAC result per record is required');
   const latestMs = receivedAtMs + future_tap_ms_max;
@@ -121,7 +123,7 @@ export function screenTaps(
   const out = new Array<TapOutcome>(records.length);
   for (let i = 0; i < records.length; i++) {
     const r = records[i];
-    if (checkRecordFormat(r) !== null) { out[i] = tap_reject.malformed; continue; }
+    if (wellFormed === undefined ? checkRecordFormat(r) !== null : !wellFormed[i]) { out[i] = tap_reject.malformed; continue; }
     if (r.amountFen === 0 || r.amountFen > limits.amountFenMax) { out[i] = tap_reject.amount_out_of_range; continue; }
     if (r.amountFen > r.balanceBeforeFen) { out[i] = tap_reject.insufficient_purse; continue; }
     if (!facts.operatorTerminals.has(r.terminalId)) { out[i] = tap_reject.unknown_terminal; continue; }
