@@ -124,8 +124,9 @@ describe('clearing under faults', () => {
     for (let i = 0; i < trials; i++) {
       const url = await cloneOfPrepared(`t${i}`);
       const dataDir = await mkdtemp(path.join(os.tmpdir(), `clearing-crash-${i}-`));
-      // Spread the kill over the clearing run itself (from connected to done).
-      const first = await runChild(url, dataDir, Math.floor(Math.random() * referenceMs * 1.1));
+      // Spread the kill over most of the clearing run itself (from connected to done); runs vary in
+      // speed on a shared machine, so the window stays inside the reference run.
+      const first = await runChild(url, dataDir, Math.floor(Math.random() * referenceMs * 0.7));
       if (!first.completed) killedBeforeDone++;
       await runChild(url, dataDir, null);
       expect(await snapshot(url), `trial ${i}`).toEqual(reference);
