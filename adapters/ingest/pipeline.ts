@@ -55,7 +55,7 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { from as copyFrom } from 'pg-copy-streams';
 import { copy_null, copyBytea, copyText, plainArrayLiteral } from './copy-text.ts';
-import { plans } from './plans.ts';
+import { plans, prepared } from './plans.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Limits and names
@@ -64,7 +64,7 @@ import { plans } from './plans.ts';
 /** A transaction refused by one of our unique indexes (a race) is retried this many times in all. */
 export const transit_tx_attempts_max = 4;
 /** Codes per Ledger.accountIdsFor call (see lockPurses). */
-const account_ids_slice = 250;
+const account_ids_slice = 1_000;
 /** Ledger entry kind of a tap, and the accounts it moves money between. */
 export const tap_entry_kind = 'TRANSIT_TAP';
 export const suspense_account = 'centre:suspense';
@@ -228,7 +228,7 @@ async function applyBatch(
     cardNos.add(records[i].cardNo);
   }
   const terminalRows = await tx.query<{ id: string }>({
-    text: plans.lock_operator_terminals, values: [plainArrayLiteral(sorted(terminalIds)), operatorId],
+    name: prepared.lock_operator_terminals, text: plans.lock_operator_terminals, values: [plainArrayLiteral(sorted(terminalIds)), operatorId],
   });
   const operatorTerminals = new Set<string>();
   for (const t of terminalRows.rows) operatorTerminals.add(t.id);
@@ -284,7 +284,7 @@ async function cardFacts(tx: Tx, cardNos: string[]): Promise<{ unissued: Set<str
   const histories = new Map<string, CardStatusEvent[]>();
   if (cardNos.length === 0) return { unissued, histories };
   const r = await tx.query<{ card_no: string | null; issued: boolean | null; issued_count: bigint | null; statuses: CardStatus[] | null; effective_ms: number[] | null }>({
-    text: plans.card_exceptions, values: [plainArrayLiteral(cardNos)],
+    name: prepared.card_exceptions, text: plans.card_exceptions, values: [plainArrayLiteral(cardNos)],
   });
   let issuedCount = -1n;
   for (const row of r.rows) {
@@ -303,27 +303,47 @@ async function cardFacts(tx: Tx, cardNos: string[]): Promise<{ unissued: Set<str
   return { unissued, histories };
 }
 
-/** Locks the candidates' purses (opening those never used) and returns each card's available balance. */
+/**
+ * Locks the candidates' purses (opening those never used) and returns, per card, what its purse
+ * has available for this batch: its balance when that is less than the batch's taps of the card
+ * add up to, else that sum (all of them are covered; their exact balance does not matter).
+ */
 async function lockPurses(tx: Tx, ledger: Ledger, records: readonly TapRecordInput[], candidates: readonly number[]): Promise<Map<string, bigint>> {
-  const codes = new Set<string>();
-  for (const i of candidates) codes.add(purseAccount(records[i].cardNo));
+  const dueFen = new Map<string, number>();
+  for (const i of candidates) {
+    const r = records[i];
+    dueFen.set(r.cardNo, (dueFen.get(r.cardNo) ?? 0) + r.amountFen);
+  }
+  const codes: string[] = [];
+  for (const cardNo of dueFen.keys()) codes.push(purseAccount(cardNo));
+  codes.sort();
   // In slices: Ledger.accountIdsFor is quadratic in the codes it has not cached yet (measured
   // ~12 ms for 1,000 uncached codes, seconds for 50,000); once cached, postBatch finds them all.
-  const all = sorted(codes);
   const ids = new Map<string, bigint>();
-  for (let k = 0; k < all.length; k += account_ids_slice) {
-    for (const [code, id] of await ledger.accountIdsFor(tx, all.slice(k, k + account_ids_slice))) ids.set(code, id);
+  for (let k = 0; k < codes.length; k += account_ids_slice) {
+    for (const [code, id] of await ledger.accountIdsFor(tx, codes.slice(k, k + account_ids_slice))) ids.set(code, id);
   }
   const cardOfId = new Map<bigint, string>();
   const idList: string[] = [];
-  for (const [code, id] of ids) {
-    cardOfId.set(id, code.slice(5, code.length - 6));
-    idList.push(String(id));
-  }
-  const r = await tx.query<{ id: bigint; available_fen: bigint }>({ text: plans.lock_purses, values: [plainArrayLiteral(idList)] });
-  if (r.rows.length !== idList.length) throw new Error('transit: a card purse account vanished while being locked');
+  const dueList: number[] = [];
   const out = new Map<string, bigint>();
-  for (const row of r.rows) out.set(cardOfId.get(row.id) as string, row.available_fen);
+  for (const [code, id] of ids) {
+    const cardNo = code.slice(5, code.length - 6);
+    cardOfId.set(id, cardNo);
+    idList.push(String(id));
+    const due = dueFen.get(cardNo) as number;
+    dueList.push(due);
+    out.set(cardNo, BigInt(due));
+  }
+  const r = await tx.query<{ id: bigint | null; available_fen: bigint | null; locked: bigint | null }>({
+    name: prepared.lock_purses, text: plans.lock_purses, values: [plainArrayLiteral(idList), plainArrayLiteral(dueList)],
+  });
+  let locked = -1n;
+  for (const row of r.rows) {
+    if (row.id === null) locked = row.locked as bigint;
+    else out.set(cardOfId.get(row.id) as string, row.available_fen as bigint);
+  }
+  if (locked !== BigInt(idList.length)) throw new Error(`transit: ${locked} of ${idList.length} card purses were locked`);
   return out;
 }
 
@@ -348,10 +368,12 @@ async function readHistory(tx: Tx, records: readonly TapRecordInput[], candidate
   const tLo: number[] = [];
   const tHi: number[] = [];
   for (const [id, span] of range) { tIds.push(id); tLo.push(span.lo); tHi.push(span.hi); }
-  const [acceptedRows, seqRows] = await Promise.all([
-    tx.query<Row>({ text: plans.accepted_by_keys, values: [plainArrayLiteral(kCard), plainArrayLiteral(kCounter), plainArrayLiteral(kType)] }),
-    tx.query<Row>({ text: plans.terminal_seq_state, values: [plainArrayLiteral(tIds), plainArrayLiteral(tLo), plainArrayLiteral(tHi)] }),
-  ]);
+  const acceptedRows = await tx.query<Row>({
+    name: prepared.accepted_by_keys, text: plans.accepted_by_keys, values: [plainArrayLiteral(kCard), plainArrayLiteral(kCounter), plainArrayLiteral(kType)],
+  });
+  const seqRows = await tx.query<Row>({
+    text: plans.terminal_seq_state, values: [plainArrayLiteral(tIds), plainArrayLiteral(tLo), plainArrayLiteral(tHi)],
+  });
   const accepted = new Map<string, TapRecordInput & { batchNo: bigint; idx: number }>();
   for (const row of acceptedRows.rows) {
     const rec = { ...recordFromRow(row), batchNo: row.batch_no as bigint, idx: row.idx as number };

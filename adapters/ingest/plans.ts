@@ -5,8 +5,10 @@
  *
  * Plan shapes are chosen so the planner cannot pick a scan of a whole growing table: a look-up
  * of N keys is `unnest(keys) CROSS JOIN LATERAL (... WHERE key = k ... LIMIT 1)`, which can only
- * run as N parameterized probes, and the statements are sent unnamed (planned at each execution,
- * with the table's current size). Measured: written as a plain join and prepared, the tap-key
+ * run as N parameterized probes. Those are prepared once per connection (`prepared` below: their
+ * generic plan is the same probe whatever the table's size, and planning them afresh cost ~1 ms
+ * each per batch); the rest are sent unnamed and planned at each execution with the tables'
+ * current sizes. Measured: written as a plain join and prepared, the tap-key
  * look-up got a generic plan while tap_record was nearly empty and kept it, a hash join over
  * every accepted tap (35 ms a batch at 150,000 taps, and growing) instead of 1,000 probes
  * (3 ms); planned each time, with statistics from when the table was small, it chose the same
@@ -16,6 +18,14 @@
 
 /** Advisory lock namespace (first int4) serializing uploads of one (operator, batch_id). */
 export const batch_key_lock_ns = 7401;
+
+/** Statements whose generic plan is safe to keep (see above), by the name they are prepared under. */
+export const prepared = {
+  lock_operator_terminals: 'transit_lock_operator_terminals',
+  card_exceptions: 'transit_card_exceptions',
+  lock_purses: 'transit_lock_purses',
+  accepted_by_keys: 'transit_accepted_by_keys',
+} as const;
 
 export const plans = {
   operator: `SELECT id, kind, is_operator, status FROM merchant WHERE id = $1`,
@@ -62,10 +72,19 @@ export const plans = {
    * balance trigger takes later in the same transaction, so there is no lock upgrade, and it does
    * not block foreign-key checks). Uploads sharing a card take turns from here, which is also what
    * makes a tap sent in two concurrent batches land once: the second reads the first's records.
+   * $2 is what this batch's taps of each card add up to: only the purses holding less than that
+   * (which the purse-cover rule must split) come back with their balance, then one row with the
+   * number of purses locked; usually that row alone.
    */
   lock_purses: `
-    SELECT id, credits_posted_fen - debits_posted_fen - debits_pending_fen AS available_fen
-    FROM ledger_account WHERE id = ANY ($1::bigint[]) ORDER BY id FOR NO KEY UPDATE`,
+    WITH l AS (
+      SELECT id, credits_posted_fen - debits_posted_fen - debits_pending_fen AS available_fen
+      FROM ledger_account WHERE id = ANY ($1::bigint[]) ORDER BY id FOR NO KEY UPDATE)
+    SELECT l.id, l.available_fen, NULL::bigint AS locked
+    FROM l JOIN unnest($1::bigint[], $2::bigint[]) AS d(id, due_fen) ON d.id = l.id
+    WHERE l.available_fen < d.due_fen
+    UNION ALL
+    SELECT NULL, NULL, count(*) FROM l`,
 
   /** Accepted records with any of these tap keys (read after the purse locks); one index probe per key. */
   accepted_by_keys: `

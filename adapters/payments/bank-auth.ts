@@ -17,6 +17,7 @@ import type { QueryResult } from 'pg';
 import type { Db } from '../postgres/db.ts';
 import { Batcher, type BatcherLimits, type Settled } from './batcher.ts';
 import { plans } from './plans.ts';
+import { inSelfOpenedTransaction } from './tx.ts';
 
 export interface BankAuthRequest {
   /** The engine's id of this attempt, unique per attempt; the bank's idempotency key. */
@@ -98,19 +99,18 @@ export class SimulatedBank implements BankAuthorizer {
   /**
    * A card's authorizations are decided one at a time (under the card's advisory lock, and in
    * arrival order within a batch), so two can never both fit the last of a limit. Two round
-   * trips per batch: lock and read, then record and commit.
+   * trips per batch: begin, lock and read; record and commit.
    */
   async #decide(reqs: BankAuthRequest[]): Promise<Settled<BankAuthResult>[]> {
     const at = this.#now();
     const localDate = shanghaiDate(at);
-    const client = await this.#db.connect();
-    let broken = false;
-    try {
+    return inSelfOpenedTransaction(this.#db, async (client) => {
       const results = (await client.query(plans.sim_bank_begin_and_read(sim_bank_card_lock_ns, reqs.map((r) => r.authId), reqs.map((r) => r.cardNo), localDate))) as unknown as QueryResult<SimBankState>[];
       const states = results[results.length - 1].rows;
+      if (states.length !== reqs.length) throw new Error(`the bank read ${states.length} states for ${reqs.length} authorizations`);
       const approvedInBatch = new Map<string, bigint>();
       const decidedInBatch = new Map<string, BankAuthResult>();
-      const decisions: Parameters<typeof plans.sim_bank_insert_and_commit>[0][number][] = [];
+      const decisions: Parameters<typeof plans.sim_bank_record>[0][number][] = [];
       const out: Settled<BankAuthResult>[] = reqs.map((req, i) => {
         const s = states[i];
         const again = decidedInBatch.get(req.authId);
@@ -133,15 +133,8 @@ export class SimulatedBank implements BankAuthorizer {
         decidedInBatch.set(req.authId, value);
         return { ok: true, value };
       });
-      await client.query(plans.sim_bank_insert_and_commit(decisions));
-      return out;
-    } catch (e) {
-      // Harmless when no transaction is open; a connection that cannot even roll back is discarded.
-      broken = await client.query('ROLLBACK').then(() => false, () => true);
-      throw e;
-    } finally {
-      client.release(broken);
-    }
+      return { value: out, ...(decisions.length > 0 ? { lastStatement: plans.sim_bank_record(decisions) } : {}) };
+    });
   }
 }
 

@@ -44,10 +44,11 @@ import type { CardStatus, MerchantKind, MerchantStatus, QrPaymentAsk, QrPaymentP
 import type { EntryInput, Ledger, LineInput } from '../../ledger/index.ts';
 import { parseAndVerifyQrCode, type KeyStore, type VerifiedQrCode } from '../crypto/index.ts';
 import { currentOpenCycle, openCycleForWrite } from '../postgres/cycles.ts';
-import { isRetryable, withTx, type Db, type Tx } from '../postgres/db.ts';
+import { withTx, type Db } from '../postgres/db.ts';
 import { untilAborted, type BankAuthRequest, type BankAuthorizer } from './bank-auth.ts';
 import { Batcher, type BatcherLimits, type Settled } from './batcher.ts';
 import { plans, type ClaimColumns } from './plans.ts';
+import { inSelfOpenedTransaction } from './tx.ts';
 
 /** How long a payment waits for the cardholder's bank before answering BANK_TIMEOUT. */
 export const bank_auth_timeout_ms = 2_000;
@@ -56,8 +57,6 @@ export const bank_reversal_timeout_ms = 2_000;
 /** A QR payment is decided at most twice: once, and once more from fresh facts after a race. */
 const qr_attempts_max = 2;
 export const pending_reversals_batch_max = 100;
-/** Attempts of a posting transaction that lost a deadlock (as `withTx`). */
-const tx_attempts_max = 8;
 /** Opaque ids: a type prefix and 96 random bits. */
 const id_random_bytes = 12;
 
@@ -371,9 +370,6 @@ async function claimAndPost(ctx: PaymentsContext, items: QrPost[]): Promise<Sett
   // at once and is decided again (it will read the first as a replay or a refusal).
   const codes = new Set<string>(), orders = new Set<string>(), bills = new Set<string>();
   const batch: { item: QrPost; index: number }[] = [];
-  // Every item that does not come back paid lost a race (one shared error object: no stack per item).
-  const lost: Settled<PaymentRecord> = { ok: false, error: claim_conflict };
-  const out: Settled<PaymentRecord>[] = items.map(() => lost);
   items.forEach((item, index) => {
     const order = `${item.merchantId}/${item.orderId}`;
     const bill = item.billId === null ? null : `${item.merchantId}/${item.billId}`;
@@ -394,8 +390,14 @@ async function claimAndPost(ctx: PaymentsContext, items: QrPost[]): Promise<Sett
     bank_auth_id: col((x) => x.bankAuthId), bank_auth_code: col((x) => x.bankAuthCode), entry_idem_key: col((x) => `pay:${x.paymentId}`),
     issued_at_s: col((x) => String(x.issuedAtS)), actor: col((x) => x.actor),
   };
-  await inPostingTransaction(ctx.db, async (tx) => {
-    // BEGIN, the cycle lock and the claim travel together: one round trip.
+  // One transaction in 3 round trips for the whole batch: BEGIN with the claim (which takes the
+  // cycle lock and reads the open cycle after it, as openCycleForWrite does), the ledger's post,
+  // COMMIT.
+  return inSelfOpenedTransaction(ctx.db, async (tx) => {
+    // Built afresh by each attempt (a deadlock retries the whole transaction). Every item that
+    // does not come back paid lost a race (one shared error object: no stack trace per item).
+    const lost: Settled<PaymentRecord> = { ok: false, error: claim_conflict };
+    const out: Settled<PaymentRecord>[] = items.map(() => lost);
     const opened = (await tx.query(plans.begin_and_claim_qr_payments(columns, at))) as unknown as QueryResult<Row>[];
     let rows = opened[opened.length - 1].rows;
     if (rows.length > 0 && rows[0].open_cycle_id === null) {
@@ -419,35 +421,8 @@ async function claimAndPost(ctx: PaymentsContext, items: QrPost[]): Promise<Sett
       });
     });
     if (entries.length > 0) await ctx.ledger.postBatch(tx, entries);
+    return { value: out };
   });
-  return out;
-}
-
-/**
- * The posting transaction of a batch of QR payments. `fn` opens it (its first request starts with
- * BEGIN and the cycle lock, see `plans.begin_and_claim_qr_payments`); this commits it, or rolls
- * it back and retries it whole after a deadlock or serialization failure, as `withTx` does. The
- * cycle protocol is `openCycleForWrite`'s (the same lock, the cycle read after it) in 3 round
- * trips for a whole batch: BEGIN+lock+claim, the ledger's post, COMMIT.
- */
-async function inPostingTransaction(db: Db, fn: (tx: Tx) => Promise<void>): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    const client = await db.connect();
-    let broken = false;
-    try {
-      await fn(client);
-      await client.query('COMMIT');
-      return;
-    } catch (e) {
-      // Harmless when the failure came before BEGIN; a connection that cannot roll back is discarded.
-      broken = await client.query('ROLLBACK').then(() => false, () => true);
-      if (!isRetryable(e) || attempt >= tx_attempts_max) throw e;
-    } finally {
-      client.release(broken);
-    }
-    // Jittered back-off so the losers of a deadlock do not collide again in lock step.
-    await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 10 * attempt)));
-  }
 }
 
 // ---------------------------------------------------------------------------------------------

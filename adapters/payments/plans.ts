@@ -1,6 +1,6 @@
 /** The payments' SQL, as named statements. */
 import { escapeLiteral } from 'pg';
-import { plans as cycle_plans } from '../postgres/cycles.ts';
+import { cycle_lock_key } from '../postgres/cycles.ts';
 
 /** A text[] literal for the simple protocol (each element escaped). */
 function textArray(values: readonly string[]): string {
@@ -19,12 +19,6 @@ const refund_columns = `
 const load_columns = `
   l.id, l.bank_code, l.bank_reference, l.card_no, l.amount_fen, l.purse_balance_after_fen, l.cycle_id, l.business_date, l.created_at`;
 
-/**
- * BEGIN and the shared clearing-cycle lock: the lock `openCycleForWrite` takes, held until commit,
- * so a cycle's close waits for in-flight payments and each payment lands in exactly one cycle.
- */
-const begin_in_cycle = `BEGIN ISOLATION LEVEL READ COMMITTED; ${cycle_plans.lock_shared}`;
-
 /** The claim's input, one array per column, one element per payment of the batch. */
 export const claim_columns = [
   ['id', 'text'], ['merchant_id', 'text'], ['order_id', 'text'], ['request_sha256', 'text'], ['merchant_kind', 'text'],
@@ -40,81 +34,26 @@ function literalArray(values: readonly (string | null)[], type: 'text' | 'bigint
 }
 
 /**
- * The claim of a batch of payments (each code, order and bill at most once in a batch), after
- * the cycle lock: the open cycle, then a payment is recorded only if its card is still ACTIVE,
- * its code unused and its order (and bill) not yet paid. Codes are claimed in code order and
- * payments in order-id order, so two batches never wait on each other in a cycle. Row `ord`
- * answers item `ord`: its payment, or nulls (it lost a race; the caller decides it again), and
- * whether its code was claimed (a claimed code without a payment is released by the caller).
- * No open cycle at all (a new database): the caller opens the first one and claims again.
+ * The claim of a batch of payments: payments_claim_qr in 0005_payments.sql (the cycle lock, the
+ * open cycle read after it, the claim of codes, orders and bills).
  */
 function claimQrPayments(columns: ClaimColumns, at: Date): string {
-  const arrays = claim_columns.map(([name, type]) => literalArray(columns[name], type)).join(',\n                         ');
-  const now = `${escapeLiteral(at.toISOString())}::timestamptz`;
-  return `
-    WITH cyc AS (${cycle_plans.open_cycle}),
-    r AS (
-      SELECT * FROM unnest(${arrays})
-        WITH ORDINALITY AS r(${claim_columns.map(([name]) => name).join(', ')}, ord)),
-    use AS (
-      INSERT INTO qr_code_use (code_id, card_no, merchant_id, order_id, payment_id, issued_at, used_at)
-      SELECT r.code_id, r.card_no, r.merchant_id, r.order_id, r.id, to_timestamp(r.issued_at_s), ${now}
-      FROM r JOIN card c ON c.card_no = r.card_no AND c.status = 'ACTIVE' CROSS JOIN cyc
-      ORDER BY r.code_id
-      ON CONFLICT (code_id) DO NOTHING
-      RETURNING code_id),
-    ins AS (
-      INSERT INTO payment (id, merchant_id, order_id, request_sha256, merchant_kind, card_no, issuing_bank, amount_fen,
-                           medical_fen, self_pay_fen, qr_code_id, terminal_id, medical_visit_no, customer_no, bill_id,
-                           bank_auth_id, bank_auth_code, entry_idem_key, cycle_id, business_date, actor, created_at)
-      SELECT r.id, r.merchant_id, r.order_id, r.request_sha256, r.merchant_kind, r.card_no, r.issuing_bank, r.amount_fen,
-             r.medical_fen, r.self_pay_fen, r.code_id, r.terminal_id, r.medical_visit_no, r.customer_no, r.bill_id,
-             r.bank_auth_id, r.bank_auth_code, r.entry_idem_key, cyc.id, cyc.business_date, r.actor, ${now}
-      FROM r JOIN use ON use.code_id = r.code_id CROSS JOIN cyc
-      ORDER BY r.merchant_id, r.order_id
-      ON CONFLICT DO NOTHING
-      RETURNING *)
-    SELECT r.ord, cyc.id AS open_cycle_id, (use.code_id IS NOT NULL) AS code_claimed, ${payment_columns}
-    FROM r LEFT JOIN cyc ON true LEFT JOIN use ON use.code_id = r.code_id LEFT JOIN ins p ON p.id = r.id
-    ORDER BY r.ord`;
+  const arrays = claim_columns.map(([name, type]) => literalArray(columns[name], type)).join(',\n      ');
+  return `SELECT * FROM payments_claim_qr(${cycle_lock_key[0]}, ${cycle_lock_key[1]}, ${escapeLiteral(at.toISOString())}::timestamptz,
+      ${arrays})`;
 }
 
 export const plans = {
   // ---- QR payments ------------------------------------------------------------------------
 
-  /**
-   * Everything QR payments are decided on, for a batch of them in one round trip (row `ord` for
-   * item `ord`): the merchant, the terminal, an earlier payment under the same order id, the
-   * card, an earlier use of the code, the bill, and (when asked) the medical account's balance.
-   */
-  qr_facts: `
-    SELECT r.ord, m.kind AS merchant_kind, m.status AS merchant_status,
-           t.merchant_id AS terminal_merchant_id, t.status AS terminal_status,
-           p.id AS existing_id, p.request_sha256 AS existing_sha256,
-           c.status AS card_status, c.issuing_bank,
-           u.merchant_id AS used_by_merchant_id, u.order_id AS used_by_order_id,
-           (r.bill_id IS NOT NULL AND EXISTS (
-             SELECT 1 FROM payment b WHERE b.merchant_id = r.merchant_id AND b.bill_id = r.bill_id AND b.bill_released_at IS NULL)) AS bill_paid,
-           -- What the card's medical personal account can spend: the ledger's available balance of
-           -- a credit-normal account (posted credits - posted debits - pending debits), 0 if none.
-           CASE WHEN r.want_medical THEN coalesce((
-             SELECT greatest(a.credits_posted_fen - a.debits_posted_fen - a.debits_pending_fen, 0) FROM ledger_account a
-             WHERE a.code = 'card:' || r.card_no || ':medical' AND a.normal_side = 'CREDIT'), 0) ELSE 0 END::bigint AS medical_available_fen
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::boolean[])
-         WITH ORDINALITY AS r(merchant_id, order_id, card_no, terminal_id, code_id, bill_id, want_medical, ord)
-    LEFT JOIN merchant m ON m.id = r.merchant_id
-    LEFT JOIN payment p ON p.merchant_id = r.merchant_id AND p.order_id = r.order_id
-    LEFT JOIN card c ON c.card_no = r.card_no
-    LEFT JOIN terminal t ON t.id = r.terminal_id
-    LEFT JOIN qr_code_use u ON u.code_id = r.code_id
-    ORDER BY r.ord`,
+  /** Everything a batch of QR payments is decided on (see payments_qr_facts in 0005_payments.sql). */
+  qr_facts: `SELECT * FROM payments_qr_facts($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::boolean[])`,
 
   /**
-   * One round trip opens the posting transaction, takes the shared cycle lock and claims a batch
-   * (each statement of a simple-protocol request takes its own snapshot, so the claim reads the
-   * open cycle after the lock, as `openCycleForWrite` does). Values go in as escaped literals.
+   * One round trip opens the posting transaction and claims a batch (the function takes the
+   * shared cycle lock first). Simple protocol, so the arrays go in as escaped literals.
    */
-  begin_and_claim_qr_payments: (columns: ClaimColumns, at: Date) => `${begin_in_cycle}; ${claimQrPayments(columns, at)}`,
+  begin_and_claim_qr_payments: (columns: ClaimColumns, at: Date) => `BEGIN ISOLATION LEVEL READ COMMITTED; ${claimQrPayments(columns, at)}`,
 
   /** The claim alone (again, after opening the first cycle of a new database). */
   claim_qr_payments: (columns: ClaimColumns, at: Date) => claimQrPayments(columns, at),
@@ -200,10 +139,10 @@ export const plans = {
   // ---- The simulated bank -----------------------------------------------------------------
 
   /**
-   * One round trip for a batch of authorizations: open the transaction, take the cards' locks
-   * (in key order, so concurrent batches never deadlock), then read each authorization (if
-   * already decided) and its card's approved total for the day, in a snapshot taken after the
-   * locks. Simple protocol (several statements need it), so values go in as escaped literals.
+   * One round trip for a batch of authorizations: open the transaction, then sim_bank_lock_and_read
+   * (0005_payments.sql) takes the cards' locks and reads each authorization (if already decided)
+   * and its card's approved total for the day, after the locks. Simple protocol (several
+   * statements need it), so values go in as escaped literals.
    * The simulated bank stands in for another institution's system: its commits do not wait for
    * the WAL flush (a Postgres crash could forget its last fraction of a second of decisions; an
    * engine restart forgets nothing). The engine's own transactions keep synchronous commit.
@@ -211,30 +150,18 @@ export const plans = {
   sim_bank_begin_and_read: (lockNamespace: number, authIds: readonly string[], cardNos: readonly string[], localDate: string) => `
     BEGIN ISOLATION LEVEL READ COMMITTED;
     SET LOCAL synchronous_commit = off;
-    SELECT pg_advisory_xact_lock(${Math.trunc(lockNamespace)}, k)
-    FROM (SELECT DISTINCT hashtext(c) AS k FROM unnest(${textArray(cardNos)}) c ORDER BY 1) keys;
-    SELECT r.ord, a.approved, a.auth_code, a.decline_code,
-           EXISTS (SELECT 1 FROM sim_bank_reversal v WHERE v.auth_id = r.auth_id) AS reversed,
-           c.daily_limit_fen, c.issuing_bank,
-           (SELECT coalesce(sum(x.amount_fen), 0) FROM sim_bank_authorization x
-             WHERE x.card_no = r.card_no AND x.local_date = ${escapeLiteral(localDate)}::date AND x.approved
-               AND NOT EXISTS (SELECT 1 FROM sim_bank_reversal v WHERE v.auth_id = x.auth_id))::bigint AS approved_today_fen
-    FROM unnest(${textArray(authIds)}, ${textArray(cardNos)}) WITH ORDINALITY AS r(auth_id, card_no, ord)
-    LEFT JOIN sim_bank_authorization a ON a.auth_id = r.auth_id
-    LEFT JOIN card c ON c.card_no = r.card_no
-    ORDER BY r.ord`,
+    SELECT * FROM sim_bank_lock_and_read(${Math.trunc(lockNamespace)}, ${textArray(authIds)}, ${textArray(cardNos)}, ${escapeLiteral(localDate)}::date)`,
 
-  /** The decisions, and the commit that releases the cards' locks, in one round trip. */
-  sim_bank_insert_and_commit: (decisions: readonly {
+  /** The decisions of a batch (the caller then commits, releasing the cards' locks). */
+  sim_bank_record: (decisions: readonly {
     authId: string; bankCode: string; cardNo: string; merchantId: string; localDate: string; amountFen: bigint;
     authCode: string | null; declineCode: string | null; at: Date;
-  }[]) => `${decisions.length === 0 ? '' : `
+  }[]) => `
     INSERT INTO sim_bank_authorization (auth_id, bank_code, card_no, merchant_id, local_date, amount_fen, approved, auth_code, decline_code, decided_at)
     VALUES ${decisions.map((d) => `(${escapeLiteral(d.authId)}, ${escapeLiteral(d.bankCode)}, ${escapeLiteral(d.cardNo)}, ${escapeLiteral(d.merchantId)},
             ${escapeLiteral(d.localDate)}::date, ${BigInt(d.amountFen).toString()}::bigint, ${d.declineCode === null},
             ${d.authCode === null ? 'NULL' : escapeLiteral(d.authCode)}, ${d.declineCode === null ? 'NULL' : escapeLiteral(d.declineCode)},
-            ${escapeLiteral(d.at.toISOString())}::timestamptz)`).join(',\n           ')};`}
-    COMMIT`,
+            ${escapeLiteral(d.at.toISOString())}::timestamptz)`).join(',\n           ')}`,
 
   sim_bank_reverse: `INSERT INTO sim_bank_reversal (auth_id, card_no, reversed_at) VALUES ($1, $2, $3) ON CONFLICT (auth_id) DO NOTHING`,
 };
