@@ -20,6 +20,7 @@ import { complaintRoutes } from './plugins/complaints.ts';
 import { auditRoutes } from './plugins/audit.ts';
 import { clearingRoutes } from './plugins/clearing.ts';
 import { settlementRoutes } from './plugins/settlement.ts';
+import { adjustmentRoutes } from './plugins/adjustments.ts';
 import type { AppDeps } from './context.ts';
 
 export async function buildApp(deps: AppDeps, logger: Logger | false): Promise<FastifyInstance> {
@@ -61,5 +62,6 @@ export async function buildApp(deps: AppDeps, logger: Logger | false): Promise<F
   await app.register(auditRoutes, deps);
   await app.register(clearingRoutes, deps);
   await app.register(settlementRoutes, deps);
+  await app.register(adjustmentRoutes, deps);
   return app;
 }
