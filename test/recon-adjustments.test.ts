@@ -31,7 +31,7 @@ const legs = (amount: bigint): AdjustmentLeg[] => [
   { account: `merchant:${merchant}:payable`, side: 'CREDIT', amountFen: amount },
 ];
 const body = (exceptionId: bigint, amount: string, memo = 'short-paid tap batch') => ({
-  exception_id: String(exceptionId), memo,
+  exception_id: `exc_${exceptionId}`, memo,
   lines: [{ account: 'centre:suspense', side: 'DEBIT', amount_fen: amount }, { account: `merchant:${merchant}:payable`, side: 'CREDIT', amount_fen: amount }],
 });
 
@@ -123,7 +123,7 @@ describe('proposing', () => {
     const first = await app.inject({ method: 'POST', url: '/v1/adjustments', headers, payload: body(ex, '250') });
     expect(first.statusCode).toBe(201);
     const a = first.json() as { id: string; state: string; total_fen: string; proposed_by: string; exception_id: string };
-    expect(a).toMatchObject({ state: 'PROPOSED', total_fen: '250', proposed_by: keys.a.keyId, exception_id: String(ex) });
+    expect(a).toMatchObject({ state: 'PROPOSED', total_fen: '250', proposed_by: keys.a.keyId, exception_id: `exc_${ex}` });
     expect(a.id).toMatch(/^adj_[a-z0-9]{16,32}$/);
 
     const replay = await app.inject({ method: 'POST', url: '/v1/adjustments', headers, payload: body(ex, '250') });
@@ -146,7 +146,7 @@ describe('proposing', () => {
     expect(events).toEqual([{ event: 'ADJUSTMENT_PROPOSED', actor: keys.a.keyId }]);
     const audit = await listAudit(db.pool, 0n, 100, { subject: `adjustment:${a.id}` });
     expect(audit.map((r) => [r.action, r.actor])).toEqual([['ADJUSTMENT_PROPOSE', keys.a.keyId]]);
-    expect(audit[0].details).toMatchObject({ exception_id: String(ex), total_fen: '250' });
+    expect(audit[0].details).toMatchObject({ exception_id: `exc_${ex}`, total_fen: '250' });
   });
 });
 
@@ -218,6 +218,8 @@ describe('deciding', () => {
     expect(exRow).toEqual({ state: 'RESOLVED', resolution: 'ADJUSTMENT', resolved_by: stored.decidedBy });
     const events = (await db.pool.query<{ event: string }>(`SELECT event FROM recon_exception_event WHERE exception_id = $1 ORDER BY id`, [String(ex)])).rows.map((r) => r.event);
     expect(events).toEqual(['ADJUSTMENT_PROPOSED', 'ADJUSTMENT_APPROVED', 'RESOLVED']);
+    const exAudit = await listAudit(db.pool, 0n, 100, { subject: `recon_exception:exc_${ex}` });
+    expect(exAudit.map((r) => [r.action, r.details.resolution, r.details.adjustment_id])).toEqual([['RECON_EXCEPTION_RESOLVED', 'ADJUSTMENT', a.id]]);
     const audit = await listAudit(db.pool, 0n, 100, { subject: `adjustment:${a.id}` });
     expect(audit.map((r) => r.action)).toEqual(['ADJUSTMENT_PROPOSE', 'ADJUSTMENT_APPROVE']);
     expect(audit[1].details).toMatchObject({ entry_id: String(entries[0].id), total_fen: '1234', cycle_id: 'CYC20261128' });
@@ -269,7 +271,7 @@ describe('reading and roles', () => {
     const next = await app.inject({ method: 'GET', url: `/v1/adjustments?state=PROPOSED&limit=1&cursor=${page.next_cursor}`, headers: bearer(keys.auditor.token) });
     expect((next.json() as { items: { id: string }[] }).items[0].id).not.toBe(page.items[0].id);
     const one = await app.inject({ method: 'GET', url: `/v1/adjustments/${made[0]}`, headers: bearer(keys.auditor.token) });
-    expect(one.json()).toMatchObject({ id: made[0], exception_id: String(ex1), exception_type: 'OPERATOR_TOTAL_MISMATCH', lines: [
+    expect(one.json()).toMatchObject({ id: made[0], exception_id: `exc_${ex1}`, exception_type: 'OPERATOR_TOTAL_MISMATCH', lines: [
       { account: 'centre:suspense', side: 'DEBIT', amount_fen: '10' }, { account: `merchant:${merchant}:payable`, side: 'CREDIT', amount_fen: '10' }] });
     const missing = await app.inject({ method: 'GET', url: '/v1/adjustments/adj_0000000000000000', headers: bearer(keys.a.token) });
     expect(missing.statusCode).toBe(404);

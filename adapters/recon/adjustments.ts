@@ -20,11 +20,13 @@
 import crypto from 'node:crypto';
 import { parseCutoff } from '../../engine/clearing/calendar.ts';
 import { badRequest, conflict, DomainError, forbidden, notFound, unprocessable } from '../../engine/errors.ts';
+import { exceptionIdText } from '../../engine/recon/index.ts';
 import { accountSpecFor, linesFromLegs, type Ledger } from '../../ledger/index.ts';
 import { appendAudit } from '../audit/index.ts';
 import type { Config } from '../config.ts';
 import { openCycleForWrite } from '../postgres/cycles.ts';
 import { withTx, type Db, type Queryable, type Tx } from '../postgres/db.ts';
+import { parseExceptionRef, resolveExceptionInTx, type ExceptionRef } from './exceptions.ts';
 
 export type AdjustmentSide = 'DEBIT' | 'CREDIT';
 export type AdjustmentState = 'PROPOSED' | 'APPROVED' | 'REJECTED';
@@ -48,7 +50,8 @@ export interface AdjustmentLeg {
 }
 
 export interface ProposeInput {
-  exceptionId: bigint;
+  /** `exc_<n>` as the exceptions queue shows it, or the stored number. */
+  exceptionId: ExceptionRef;
   lines: AdjustmentLeg[];
   memo: string;
   /** The caller's key (the Idempotency-Key header): the same key from the same proposer is a replay. */
@@ -129,9 +132,6 @@ export const plans = {
   reject: `
     UPDATE adjustment SET state = 'REJECTED', decided_by = $2, decided_at = $3, decision_note = $4
     WHERE id = $1 AND state = 'PROPOSED'`,
-  resolve_exception: `
-    UPDATE recon_exception SET state = 'RESOLVED', resolution = 'ADJUSTMENT', resolution_note = $2, resolved_at = $3, resolved_by = $4
-    WHERE id = $1 AND state <> 'RESOLVED'`,
   list: `
     SELECT to_char(a.proposed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS at_utc,
            a.id, a.exception_id, a.lines, a.total_fen, a.memo, a.state, a.proposed_by, a.proposed_at, a.decided_by,
@@ -235,7 +235,7 @@ function audit(tx: Tx, at: Date, actor: AdjustmentActor, action: string, id: str
 
 export async function proposeAdjustment(deps: AdjustmentDeps, input: ProposeInput, actor: AdjustmentActor): Promise<AdjustmentResult> {
   checkActor(actor);
-  if (typeof input.exceptionId !== 'bigint' || input.exceptionId <= 0n) throw badRequest('EXCEPTION_ID_INVALID', 'exception_id is a positive integer.');
+  const exceptionId = parseExceptionRef(input.exceptionId);
   const memo = checkText(input.memo, 'ADJUSTMENT_MEMO_INVALID', 'The memo', adjustment_memo_chars_max);
   if (input.idempotencyKey !== undefined && !idempotency_key_pattern.test(input.idempotencyKey)) {
     throw badRequest('IDEMPOTENCY_KEY_INVALID', `An idempotency key is 1..${idempotency_key_chars_max} printable ASCII characters.`);
@@ -249,7 +249,7 @@ export async function proposeAdjustment(deps: AdjustmentDeps, input: ProposeInpu
     const replay = async (): Promise<AdjustmentResult | null> => {
       const prior = await readAdjustment(tx, id);
       if (prior === undefined) return null;
-      if (!sameProposal(prior, input.exceptionId, legs, memo)) {
+      if (!sameProposal(prior, exceptionId, legs, memo)) {
         throw conflict('IDEMPOTENCY_CONFLICT', 'This idempotency key was already used for a different adjustment.', { adjustment_id: id });
       }
       return { adjustment: prior, replayed: true };
@@ -257,13 +257,13 @@ export async function proposeAdjustment(deps: AdjustmentDeps, input: ProposeInpu
     const early = await replay();
     if (early) return early;
 
-    const ex = (await tx.query<{ id: bigint; type: string; state: string }>(plans.lock_exception, [String(input.exceptionId)])).rows[0];
+    const ex = (await tx.query<{ id: bigint; type: string; state: string }>(plans.lock_exception, [String(exceptionId)])).rows[0];
     if (ex === undefined) throw notFound('EXCEPTION_NOT_FOUND', 'No such reconciliation exception.');
     // A concurrent request with the same key may have committed while this one waited for the lock.
     const late = await replay();
     if (late) return late;
     if (ex.state === 'RESOLVED') throw conflict('EXCEPTION_ALREADY_RESOLVED', 'The exception is already resolved.');
-    const pending = (await tx.query<{ id: string }>(plans.pending_of_exception, [String(input.exceptionId)])).rows[0];
+    const pending = (await tx.query<{ id: string }>(plans.pending_of_exception, [String(exceptionId)])).rows[0];
     if (pending) {
       throw conflict('ADJUSTMENT_ALREADY_PROPOSED', 'An adjustment of this exception is already awaiting approval.', { adjustment_id: pending.id });
     }
@@ -275,10 +275,10 @@ export async function proposeAdjustment(deps: AdjustmentDeps, input: ProposeInpu
       throw unprocessable('ACCOUNT_UNKNOWN', 'An account is neither open in the ledger nor owned by a registered bank, merchant or card.', { accounts: unknown.join(',') });
     }
 
-    await tx.query(plans.insert_adjustment, [id, String(input.exceptionId), legsToJson(legs), String(totalFen), memo, actor.keyId, now]);
-    await tx.query(plans.insert_event, [String(input.exceptionId), actor.keyId, now, ['ADJUSTMENT_PROPOSED'], [null], [null], [`${id}: ${memo}`.slice(0, 500)]]);
+    await tx.query(plans.insert_adjustment, [id, String(exceptionId), legsToJson(legs), String(totalFen), memo, actor.keyId, now]);
+    await tx.query(plans.insert_event, [String(exceptionId), actor.keyId, now, ['ADJUSTMENT_PROPOSED'], [null], [null], [`${id}: ${memo}`.slice(0, 500)]]);
     await audit(tx, now, actor, 'ADJUSTMENT_PROPOSE', id, {
-      exception_id: String(input.exceptionId), total_fen: String(totalFen), legs: String(legs.length),
+      exception_id: exceptionIdText(exceptionId), total_fen: String(totalFen), legs: String(legs.length),
       idempotency_key: input.idempotencyKey === undefined ? null : 'given',
     });
     return { adjustment: (await readAdjustment(tx, id)) as Adjustment, replayed: false };
@@ -323,16 +323,18 @@ export async function approveAdjustment(deps: AdjustmentDeps, id: string, actor:
     const cycle = await openCycleForWrite(tx, now, parseCutoff(deps.config.clearingCutoff));
     const [posted] = await deps.ledger.postBatch(tx, [{
       idemKey: `adj:${id}`, kind: adjustment_entry_kind, businessDate: cycle.businessDate, description: a.memo.slice(0, 500),
-      metadata: { adjustment_id: id, exception_id: String(a.exception_id), cycle_id: cycle.id },
+      metadata: { adjustment_id: id, exception_id: exceptionIdText(a.exception_id), cycle_id: cycle.id },
       lines: linesFromLegs(legs),
     }]);
     const updated = await tx.query(plans.approve, [id, actor.keyId, now, decisionNote, String(posted.entryId)]);
     if (updated.rowCount !== 1) throw new DomainError('ADJUSTMENT_INTERNAL', 500, 'The locked adjustment could not be approved.');
-    await tx.query(plans.resolve_exception, [String(a.exception_id), decisionNote ?? `adjustment ${id}`, now, actor.keyId]);
     await tx.query(plans.insert_event, [String(a.exception_id), actor.keyId, now,
-      ['ADJUSTMENT_APPROVED', 'RESOLVED'], [null, ex.state], [null, 'RESOLVED'], [`${id}${decisionNote ? `: ${decisionNote}` : ''}`.slice(0, 500), `resolved by adjustment ${id}`]]);
+      ['ADJUSTMENT_APPROVED'], [null], [null], [`${id}${decisionNote ? `: ${decisionNote}` : ''}`.slice(0, 500)]]);
+    // The exceptions workflow resolves (its RESOLVED event and audit record), seeing this approval.
+    await resolveExceptionInTx(tx, a.exception_id, { resolution: 'ADJUSTMENT', note: `adjustment ${id} approved${decisionNote ? `: ${decisionNote}` : ''}` },
+      { keyId: actor.keyId, role: actor.role ?? 'finance' }, now);
     await audit(tx, now, actor, 'ADJUSTMENT_APPROVE', id, {
-      exception_id: String(a.exception_id), total_fen: String(totalFen), entry_id: String(posted.entryId),
+      exception_id: exceptionIdText(a.exception_id), total_fen: String(totalFen), entry_id: String(posted.entryId),
       cycle_id: cycle.id, proposed_by: a.proposed_by,
     });
     return { adjustment: (await readAdjustment(tx, id)) as Adjustment, replayed: false };
@@ -354,7 +356,7 @@ export async function rejectAdjustment(deps: AdjustmentDeps, id: string, actor: 
     const updated = await tx.query(plans.reject, [id, actor.keyId, now, decisionNote]);
     if (updated.rowCount !== 1) throw new DomainError('ADJUSTMENT_INTERNAL', 500, 'The locked adjustment could not be rejected.');
     await tx.query(plans.insert_event, [String(a.exception_id), actor.keyId, now, ['ADJUSTMENT_REJECTED'], [null], [null], [`${id}: ${decisionNote}`.slice(0, 500)]]);
-    await audit(tx, now, actor, 'ADJUSTMENT_REJECT', id, { exception_id: String(a.exception_id), total_fen: String(a.total_fen), proposed_by: a.proposed_by });
+    await audit(tx, now, actor, 'ADJUSTMENT_REJECT', id, { exception_id: exceptionIdText(a.exception_id), total_fen: String(a.total_fen), proposed_by: a.proposed_by });
     return { adjustment: (await readAdjustment(tx, id)) as Adjustment, replayed: false };
   });
 }
@@ -367,7 +369,7 @@ export async function getAdjustment(db: Queryable, id: string): Promise<Adjustme
 
 export interface ListFilter {
   state?: AdjustmentState;
-  exceptionId?: bigint;
+  exceptionId?: ExceptionRef;
   /** Opaque: the `nextCursor` of the previous page. */
   cursor?: string;
   limit: number;
@@ -384,7 +386,7 @@ export async function listAdjustments(db: Queryable, f: ListFilter): Promise<{ i
     after = { at: m[1], id: m[2] };
   }
   const r = await db.query<Row & { at_utc: string }>(plans.list, [
-    f.state ?? null, f.exceptionId === undefined ? null : String(f.exceptionId), after?.at ?? null, after?.id ?? null, limit]);
+    f.state ?? null, f.exceptionId === undefined ? null : String(parseExceptionRef(f.exceptionId)), after?.at ?? null, after?.id ?? null, limit]);
   const last = r.rows[r.rows.length - 1];
   return {
     items: r.rows.map(fromRow),
@@ -395,7 +397,7 @@ export async function listAdjustments(db: Queryable, f: ListFilter): Promise<{ i
 /** The JSON view of an adjustment (amounts as strings of fen, times in ISO 8601). */
 export function adjustmentJson(a: Adjustment): Record<string, unknown> {
   return {
-    id: a.id, exception_id: String(a.exceptionId), exception_type: a.exceptionType, exception_state: a.exceptionState,
+    id: a.id, exception_id: exceptionIdText(a.exceptionId), exception_type: a.exceptionType, exception_state: a.exceptionState,
     lines: a.lines.map((l) => ({ account: l.account, side: l.side, amount_fen: String(l.amountFen) })),
     total_fen: String(a.totalFen), memo: a.memo, state: a.state, proposed_by: a.proposedBy, proposed_at: a.proposedAt.toISOString(),
     decided_by: a.decidedBy, decided_at: a.decidedAt?.toISOString() ?? null, decision_note: a.decisionNote,

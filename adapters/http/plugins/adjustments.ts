@@ -5,6 +5,7 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { badRequest, unauthorized } from '../../../engine/errors.ts';
+import { exception_id_pattern } from '../../../engine/recon/index.ts';
 import {
   adjustment_legs_max, adjustment_list_page_max, adjustment_memo_chars_max, adjustment_note_chars_max, adjustment_states, adjustmentJson,
   approveAdjustment, getAdjustment, idempotency_key_chars_max, listAdjustments, proposeAdjustment, rejectAdjustment,
@@ -14,7 +15,7 @@ import { error_responses, type AppDeps } from '../context.ts';
 
 const id_param = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^adj_[a-z0-9]{16,32}$' } } } as const;
 const fen = { type: 'string', pattern: '^[1-9][0-9]{0,14}$' } as const;
-const exception_id = { type: 'string', pattern: '^[1-9][0-9]{0,17}$' } as const;
+const exception_id = { type: 'string', pattern: exception_id_pattern } as const;
 
 const adjustment_schema = {
   type: 'object',
@@ -64,7 +65,7 @@ export async function adjustmentRoutes(app: FastifyInstance, deps: AppDeps): Pro
   }, async (req, reply) => {
     const b = req.body as { exception_id: string; lines: { account: string; side: AdjustmentSide; amount_fen: string }[]; memo: string };
     const r = await proposeAdjustment(deps, {
-      exceptionId: BigInt(b.exception_id), memo: b.memo, idempotencyKey: idempotencyKeyOf(req),
+      exceptionId: b.exception_id, memo: b.memo, idempotencyKey: idempotencyKeyOf(req),
       lines: b.lines.map((l) => ({ account: l.account, side: l.side, amountFen: BigInt(l.amount_fen) })),
     }, actorOf(req));
     if (r.replayed) reply.header('idempotent-replayed', 'true');
@@ -84,7 +85,7 @@ export async function adjustmentRoutes(app: FastifyInstance, deps: AppDeps): Pro
   }, async (req) => {
     const q = req.query as { state?: AdjustmentState; exception_id?: string; cursor?: string; limit: number };
     const page = await listAdjustments(deps.db, {
-      state: q.state, exceptionId: q.exception_id === undefined ? undefined : BigInt(q.exception_id), cursor: q.cursor, limit: q.limit,
+      state: q.state, exceptionId: q.exception_id, cursor: q.cursor, limit: q.limit,
     });
     return { items: page.items.map(adjustmentJson), next_cursor: page.nextCursor };
   });
