@@ -21,6 +21,7 @@ import { auditRoutes } from './plugins/audit.ts';
 import { clearingRoutes } from './plugins/clearing.ts';
 import { settlementRoutes } from './plugins/settlement.ts';
 import { adjustmentRoutes } from './plugins/adjustments.ts';
+import { reportRoutes } from './plugins/reports.ts';
 import type { AppDeps } from './context.ts';
 
 export async function buildApp(deps: AppDeps, logger: Logger | false): Promise<FastifyInstance> {
@@ -63,5 +64,6 @@ export async function buildApp(deps: AppDeps, logger: Logger | false): Promise<F
   await app.register(clearingRoutes, deps);
   await app.register(settlementRoutes, deps);
   await app.register(adjustmentRoutes, deps);
+  await app.register(reportRoutes, deps);
   return app;
 }
