@@ -22,6 +22,7 @@ import { clearingRoutes } from './plugins/clearing.ts';
 import { settlementRoutes } from './plugins/settlement.ts';
 import { adjustmentRoutes } from './plugins/adjustments.ts';
 import { reportRoutes } from './plugins/reports.ts';
+import { reconRoutes } from './plugins/recon.ts';
 import type { AppDeps } from './context.ts';
 
 export async function buildApp(deps: AppDeps, logger: Logger | false): Promise<FastifyInstance> {
@@ -65,5 +66,6 @@ export async function buildApp(deps: AppDeps, logger: Logger | false): Promise<F
   await app.register(settlementRoutes, deps);
   await app.register(adjustmentRoutes, deps);
   await app.register(reportRoutes, deps);
+  await app.register(reconRoutes, deps);
   return app;
 }

@@ -30,7 +30,7 @@ export const plans = {
     ) ON COMMIT DROP`,
   /** Hash aggregates of a million groups must not spill to disk (the run is one transaction). */
   run_work_mem: `SET LOCAL work_mem = '256MB'`,
-  engine_line_count: `SELECT count(*)::bigint AS n FROM clearing_line WHERE cycle_id = $1`,
+  engine_lines_per_bank: `SELECT bank_code, count(*)::bigint AS n FROM clearing_line WHERE cycle_id = $1 GROUP BY bank_code`,
   /** Each package's latest return.csv (a bank may correct its return: the newest is its word). */
   latest_csv_returns: `
     SELECT DISTINCT ON (bank_code, package_id) bank_code, package_id, id, line_count FROM settlement_return
@@ -143,7 +143,7 @@ export const plans = {
    */
   find_chain_breaks: `
     WITH cards AS (
-      SELECT DISTINCT card_no FROM tap_record WHERE business_date = $2 AND outcome = 'ACCEPTED'
+      SELECT DISTINCT card_no FROM tap_record WHERE business_date = $1 AND outcome = 'ACCEPTED'
     ), t AS (
       SELECT r.batch_no, r.idx, r.card_no, r.card_counter, r.txn_type, r.amount_fen, r.balance_before_fen, r.terminal_id, r.operator_id,
         r.business_date, r.local_time,
@@ -158,7 +158,7 @@ export const plans = {
           substr(t.local_time, 9, 2)::int, substr(t.local_time, 11, 2)::int, substr(t.local_time, 13, 2)::float8) AT TIME ZONE 'Asia/Shanghai' AS tapped_at,
         make_timestamp(substr(t.previous_local_time, 1, 4)::int, substr(t.previous_local_time, 5, 2)::int, substr(t.previous_local_time, 7, 2)::int,
           substr(t.previous_local_time, 9, 2)::int, substr(t.previous_local_time, 11, 2)::int, substr(t.previous_local_time, 13, 2)::float8) AT TIME ZONE 'Asia/Shanghai' AS previous_tapped_at
-      FROM t WHERE t.business_date = $2 AND t.expected_fen IS NOT NULL AND t.balance_before_fen <> t.expected_fen
+      FROM t WHERE t.business_date = $1 AND t.expected_fen IS NOT NULL AND t.balance_before_fen <> t.expected_fen
     )
     INSERT INTO recon_found (type, source_key, operator_id, terminal_id, card_no, engine_amount_fen, other_amount_fen, details)
     SELECT 'BALANCE_CHAIN_BREAK', 'chain:' || k.batch_no || ':' || k.idx, k.operator_id, k.terminal_id, k.card_no, k.expected_fen, k.balance_before_fen,
