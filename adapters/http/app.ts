@@ -23,6 +23,7 @@ import { settlementRoutes } from './plugins/settlement.ts';
 import { adjustmentRoutes } from './plugins/adjustments.ts';
 import { reportRoutes } from './plugins/reports.ts';
 import { reconRoutes } from './plugins/recon.ts';
+import { consoleRoutes } from './plugins/console.ts';
 import type { AppDeps } from './context.ts';
 
 export async function buildApp(deps: AppDeps, logger: Logger | false): Promise<FastifyInstance> {
@@ -67,5 +68,6 @@ export async function buildApp(deps: AppDeps, logger: Logger | false): Promise<F
   await app.register(adjustmentRoutes, deps);
   await app.register(reportRoutes, deps);
   await app.register(reconRoutes, deps);
+  await app.register(consoleRoutes, deps);
   return app;
 }
