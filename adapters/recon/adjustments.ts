@@ -189,6 +189,7 @@ export function checkAdjustmentLegs(legs: readonly AdjustmentLeg[]): bigint {
     if (typeof l.amountFen !== 'bigint' || l.amountFen <= 0n || l.amountFen > adjustment_leg_fen_max) {
       throw badRequest('ADJUSTMENT_AMOUNT_INVALID', 'Every line amount is a positive number of fen.');
     }
+    if (typeof l.account !== 'string') throw badRequest('ACCOUNT_CODE_INVALID', 'Every line names an account of the chart of accounts.');
     accountSpecFor(l.account);
     // One leg per account: a debit and a credit of one account would be a line to itself.
     if (seen.has(l.account)) throw unprocessable('ADJUSTMENT_ACCOUNT_REPEATED', 'Each account appears on one line only.', { account: l.account });
@@ -240,7 +241,8 @@ export async function proposeAdjustment(deps: AdjustmentDeps, input: ProposeInpu
   if (input.idempotencyKey !== undefined && !idempotency_key_pattern.test(input.idempotencyKey)) {
     throw badRequest('IDEMPOTENCY_KEY_INVALID', `An idempotency key is 1..${idempotency_key_chars_max} printable ASCII characters.`);
   }
-  const legs = input.lines.map((l) => ({ account: l.account, side: l.side, amountFen: l.amountFen }));
+  if (!Array.isArray(input.lines)) throw badRequest('ADJUSTMENT_LINES_INVALID', `An adjustment has 2..${adjustment_legs_max} lines.`);
+  const legs = input.lines.map((l) => ({ account: l?.account, side: l?.side, amountFen: l?.amountFen }));
   const totalFen = checkAdjustmentLegs(legs);
   const id = adjustmentIdFor(actor.keyId, input.idempotencyKey);
   const now = deps.now();
