@@ -4,6 +4,7 @@ const benches: Record<string, () => Promise<unknown>> = {
   ingest: () => import('./ingest.ts'),
   qr: () => import('./qr.ts'),
   clearing: () => import('./clearing.ts'),
+  recon: () => import('./recon.ts'),
 };
 const name = process.argv[2];
 if (!name || !(name in benches)) {
