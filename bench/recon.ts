@@ -62,7 +62,7 @@ try {
   }
   const baselineS = (performance.now() - b0) / 1000;
 
-  const bar = progress('reconcile', 6);
+  const bar = progress('reconcile', 5);
   const t0 = performance.now();
   const r = await reconcileCycle({ db, now: () => new Date(), progress: () => bar.tick() }, cycle_id, { keyId: 'bench', role: 'finance' });
   const reconS = (performance.now() - t0) / 1000;

@@ -8,6 +8,7 @@
  * difference that goes away stays for a person to resolve. Then the exceptions workflow: filters
  * and cursor, source lines side by side, assign, comment, resolve, refused transitions, roles.
  */
+import { spawn } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -269,6 +270,31 @@ describe('a reconciliation run', () => {
     expect(r.by_type.AMOUNT_MISMATCH).toBe('0');
     expect(await filed()).toEqual(before);
   });
+
+  it('runs from the command line by business date, and refuses a date without a cycle', async () => {
+    const cli = (date: string) => new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+      const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: db.url };
+      delete env.ONECARD_DATA_DIR;
+      const child = spawn('npm', ['run', '--silent', 'reconcile', '--', '--date', date], { cwd: new URL('..', import.meta.url).pathname, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => { stdout += d.toString('utf8'); });
+      child.stderr.on('data', (d: Buffer) => { stderr += d.toString('utf8'); });
+      const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`reconcile timed out\n${stderr}`)); }, 60_000);
+      child.on('error', reject);
+      child.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
+    });
+    const before = await filed();
+    const ok = await cli(test_date);
+    expect(ok.code, ok.stderr).toBe(0);
+    const out = JSON.parse(ok.stdout.trim().split('\n').pop()!);
+    expect(out).toMatchObject({ cycleId: cycle_id, exceptionsNew: '0', exceptionsTotal: String(BigInt(before.length) - 5n) });
+    expect(ok.stderr).toContain('differences');
+    expect(await filed()).toEqual(before);
+    const none = await cli('2020-01-01');
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain('CYCLE_NOT_FOUND');
+  }, 120_000);
 
   it('refuses unknown cycles and other roles', async () => {
     expect((await post('/v1/cycles/CYC20200101/reconciliation', tok.finance)).statusCode).toBe(404);
