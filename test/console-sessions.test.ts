@@ -249,7 +249,7 @@ describe('headers and the route gate', () => {
   it('every declared console route: without a session or with only a Bearer key, GET redirects to login and POST is refused', async () => {
     const routes = declaredRoutes(app).filter((r) => r.url.startsWith('/console') && r.method !== 'HEAD');
     expect(routes.length).toBeGreaterThanOrEqual(14);
-    const open = new Set(['GET /console/login', 'GET /console/assets/console.css', 'GET /console', 'POST /console/login']);
+    const open = new Set(['GET /console/login', 'GET /console/assets/console.css', 'GET /console/assets/favicon.svg', 'GET /console', 'POST /console/login']);
     const admin = await mintKey(db.pool, 'admin');
     for (const r of routes) {
       expect(r.roles).toEqual([]);

@@ -62,6 +62,11 @@ export interface Dashboard {
   adjustmentsPending: bigint;
 }
 
+/** The most recent cycles, newest first (the reports page offers their dates). */
+export async function recentCycles(db: Queryable, limit: number): Promise<CycleRow[]> {
+  return (await db.query<CycleRow>(plans.recent_cycles, [limit])).rows;
+}
+
 export async function loadDashboard(db: Queryable, now: Date, cutoff: string): Promise<Dashboard> {
   const today = businessDateFor(now, parseCutoff(cutoff));
   const from = addDays(today, -(dashboard_days - 1));

@@ -41,10 +41,12 @@ import {
 import {
   barChart, fenOfYuan, yuanOf, type BarInput,
 } from '../../console/format.ts';
-import { loadDashboard } from '../../console/dashboard.ts';
+import { loadDashboard, recentCycles } from '../../console/dashboard.ts';
+import { buildDailyReport, reportToCsv, reportToHtml, reportToJson } from '../../recon/reports.ts';
+import { businessDateFor, checkDate, parseCutoff } from '../../../engine/clearing/calendar.ts';
 import { labelsOf } from '../../console/names.ts';
 import {
-  checkSameOrigin, cookieOptions, setSecurityHeaders, type CookieSecurity,
+  checkSameOrigin, cookieOptions, report_content_security_policy, setSecurityHeaders, type CookieSecurity,
 } from '../../console/security.ts';
 import {
   isSecretShaped, liveSession, login_cookie, loginCsrfToken, newSecret, openSession, revokeSession, session_cookie, sessionCsrfToken,
@@ -71,6 +73,10 @@ export interface ConsoleOptions {
   cookieSecurity?: CookieSecurity;
 }
 
+/** Business dates the reports page offers as shortcuts. */
+export const report_dates_listed = 14;
+export const report_formats = ['json', 'csv', 'html'] as const;
+
 /** Rows per page of the exceptions queue and the approvals list. */
 export const console_page_rows = 50;
 /** Lines the adjustment form offers (an adjusting entry names few accounts). */
@@ -82,6 +88,7 @@ const login_key_chars_max = 200;
 
 const assets_dir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'console', 'assets');
 const stylesheet = readFileSync(path.join(assets_dir, 'console.css'), 'utf8');
+const favicon = readFileSync(path.join(assets_dir, 'favicon.svg'), 'utf8');
 
 const csrf_field = { type: 'string', maxLength: 100 } as const;
 const exc_param = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^exc_[1-9][0-9]{0,17}$' } } } as const;
@@ -222,6 +229,11 @@ export async function consoleRoutes(app: FastifyInstance, deps: AppDeps & { cons
     config: { roles: [], consoleAccess: 'public' },
     schema: { tags: ['console'], summary: 'The console\'s stylesheet.', response: { 200: { description: 'CSS', content: { 'text/css': { schema: { type: 'string' } } } } } },
   }, async (_req, reply) => reply.type('text/css; charset=utf-8').send(stylesheet));
+
+  app.get('/console/assets/favicon.svg', {
+    config: { roles: [], consoleAccess: 'public' },
+    schema: { tags: ['console'], summary: 'The console\'s icon.', response: { 200: { description: 'SVG', content: { 'image/svg+xml': { schema: { type: 'string' } } } } } },
+  }, async (_req, reply) => reply.type('image/svg+xml').send(favicon));
 
   app.get('/console', {
     config: { roles: [], consoleAccess: 'public' },
@@ -464,5 +476,48 @@ export async function consoleRoutes(app: FastifyInstance, deps: AppDeps & { cons
     const id = (req.params as { id: string }).id;
     await rejectAdjustment(deps, id, actorOf(req), (req.body as { note?: string }).note ?? '');
     return seeOther(reply, `/console/adjustments/${id}?done=rejected`);
+  });
+
+  // ---------------------------------------------------------------- reports
+
+  app.get('/console/reports', {
+    config: { roles: [], consoleAccess: 'session' },
+    schema: {
+      tags: ['console'], summary: 'Report downloads: the daily report of a chosen business date as HTML, CSV or JSON.',
+      querystring: { type: 'object', additionalProperties: false, properties: { date: { type: 'string', pattern: '^$|^[0-9]{4}-[0-9]{2}-[0-9]{2}$' } } },
+      response: { ...html_response, ...redirect_response },
+    },
+  }, async (req, reply) => {
+    const recent = await recentCycles(deps.db, report_dates_listed);
+    const asked = (req.query as { date?: string }).date;
+    // Default: the newest cycle that is no longer open (its figures are final), else today.
+    const date = asked ? checkDate(asked)
+      : (recent.find((c) => c.state !== 'OPEN')?.business_date ?? businessDateFor(deps.now(), parseCutoff(deps.config.clearingCutoff)));
+    return html(reply, render('reports', page(req, 'Reports', 'reports'), { date, recent }));
+  });
+
+  app.get('/console/reports/daily/:date/:format', {
+    config: { roles: [], consoleAccess: 'session' },
+    schema: {
+      tags: ['console'], summary: 'The daily report of a business date (the same report as GET /v1/reports/daily/:date), downloaded from the console.',
+      params: { type: 'object', required: ['date', 'format'], properties: {
+        date: { type: 'string', pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' }, format: { type: 'string', enum: [...report_formats] } } },
+      response: {
+        200: { description: 'The report.', content: { 'text/html': { schema: { type: 'string' } }, 'text/csv': { schema: { type: 'string' } }, 'application/json': { schema: { type: 'object', additionalProperties: true } } } },
+        ...redirect_response,
+      },
+    },
+  }, async (req, reply) => {
+    const { date, format } = req.params as { date: string; format: (typeof report_formats)[number] };
+    const report = await buildDailyReport(deps.db, checkDate(date), { now: deps.now() });
+    const filename = `daily-report-${report.businessDate}.${format}`;
+    if (format === 'html') {
+      setSecurityHeaders(reply, report_content_security_policy);
+      reply.header('content-disposition', `inline; filename="${filename}"`);
+      return reply.type('text/html; charset=utf-8').send(reportToHtml(report));
+    }
+    reply.header('content-disposition', `attachment; filename="${filename}"`);
+    if (format === 'csv') return reply.type('text/csv; charset=utf-8').send(reportToCsv(report));
+    return reply.type('application/json; charset=utf-8').send(JSON.stringify(reportToJson(report)));
   });
 }
