@@ -235,22 +235,20 @@ export function formatYuan(fen: bigint | null): string {
 
 const fmtCount = (n: bigint | null) => (n === null ? '' : n.toString().replace(/\B(?=(\d{3})+(?!\d))/g, ','));
 
-function table(caption: string, head: string[], body: string[][], numericFrom: number, empty: string): string {
+function table(caption: string, head: string[], body: string[][], numericFrom: number, empty: string, foot: string[][] = []): string {
   const th = head.map((h, i) => `<th${i >= numericFrom ? ' class="n"' : ''}>${escapeHtml(h)}</th>`).join('');
-  const tr = body.length === 0
-    ? `<tr><td colspan="${head.length}" class="empty">${escapeHtml(empty)}</td></tr>`
-    : body.map((cells) => `<tr>${cells.map((c, i) => `<td${i >= numericFrom ? ' class="n"' : ''}>${escapeHtml(c)}</td>`).join('')}</tr>`).join('\n');
-  return `<section><h2>${escapeHtml(caption)}</h2><table><thead><tr>${th}</tr></thead><tbody>\n${tr}\n</tbody></table></section>`;
+  const rows = (rs: string[][]) => rs.map((cells) => `<tr>${cells.map((c, i) => `<td${i >= numericFrom ? ' class="n"' : ''}>${escapeHtml(c)}</td>`).join('')}</tr>`).join('\n');
+  const tr = body.length === 0 ? `<tr><td colspan="${head.length}" class="empty">${escapeHtml(empty)}</td></tr>` : rows(body);
+  const tf = foot.length === 0 ? '' : `<tfoot>\n${rows(foot)}\n</tfoot>`;
+  return `<section><h2>${escapeHtml(caption)}</h2><table><thead><tr>${th}</tr></thead><tbody>\n${tr}\n</tbody>${tf}</table></section>`;
 }
 
 /** A self-contained printable page: inline CSS (screen and print), no scripts, every value escaped. */
 export function reportToHtml(r: DailyReport): string {
   const notCleared = `The cycle is ${r.cycle.state}: positions appear once it is cleared.`;
   const sections = [
-    table('Transactions by kind', ['Kind', 'Count', 'Amount (CNY)'], [
-      ...r.kinds.map((k) => [k.kind, fmtCount(k.count), formatYuan(k.amountFen)]),
-      ['All kinds', fmtCount(r.totals.count), formatYuan(r.totals.amountFen)],
-    ], 1, 'No transactions.'),
+    table('Transactions by kind', ['Kind', 'Count', 'Amount (CNY)'], r.kinds.map((k) => [k.kind, fmtCount(k.count), formatYuan(k.amountFen)]),
+      1, 'No transactions.', [['All kinds', fmtCount(r.totals.count), formatYuan(r.totals.amountFen)]]),
     table('Fees', ['Fee entries', 'Fees (CNY)'], [[fmtCount(r.fees.entries), formatYuan(r.fees.amountFen)]], 0, ''),
     table('Net positions per bank', ['Bank', 'Name', 'Lines', 'Pay (CNY)', 'Receive (CNY)', 'Fees (CNY)', 'Net (CNY)'],
       r.banks.map((b) => [b.bankCode, b.name, fmtCount(b.lineCount), formatYuan(b.payFen), formatYuan(b.receiveFen), formatYuan(b.feeFen), formatYuan(b.netFen)]),
@@ -280,6 +278,7 @@ export function reportToHtml(r: DailyReport): string {
   table { border-collapse: collapse; width: 100%; }
   th, td { border: 1px solid #ccc; padding: .25rem .5rem; text-align: left; vertical-align: top; }
   th { background: #f2f2f2; }
+  tfoot td { font-weight: 600; }
   td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
   td.empty { color: #777; font-style: italic; }
   @media print {
