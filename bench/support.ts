@@ -25,9 +25,23 @@ export async function benchDatabase(): Promise<BenchDb> {
   u.pathname = `/${name}`;
   const url = u.toString();
   await migrateUp(url);
+  // BENCH_LOG_STATEMENTS=1 has the server log every statement of this database with its duration
+  // (log_min_duration_statement = 0): where the database's time goes, statement by statement.
+  if (process.env.BENCH_LOG_STATEMENTS === '1') {
+    const a = new pg.Client({ connectionString: databaseUrl });
+    await a.connect();
+    await a.query(`ALTER DATABASE ${name} SET log_min_duration_statement = 0`);
+    await a.end();
+  }
   return {
     url,
     async drop() {
+      // BENCH_KEEP_DB=1 keeps the database for a look at its plans and tables afterwards.
+      if (process.env.BENCH_KEEP_DB === '1') {
+        process.stderr.write(`kept the benchmark database ${name} (drop it yourself)\n`);
+        await embedded?.stop();
+        return;
+      }
       const a = new pg.Client({ connectionString: databaseUrl });
       await a.connect();
       await a.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);

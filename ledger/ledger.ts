@@ -78,25 +78,32 @@ export class Ledger {
   /** Resolve account codes to ids, opening (per the chart of accounts) any that do not exist yet. */
   async accountIdsFor(q: Queryable, codes: Iterable<string>): Promise<Map<string, bigint>> {
     const out = new Map<string, bigint>();
-    const missing: string[] = [];
+    const missing = new Set<string>();
     for (const code of codes) {
       if (out.has(code)) continue;
       const id = this.accountIds.get(code);
       if (id !== undefined) out.set(code, id);
-      else if (!missing.includes(code) && missing.length < 1e9) missing.push(code);
+      else missing.add(code);
     }
-    if (missing.length > 0) {
-      const specs = missing.map(accountSpecFor);
-      await q.query(plans.open_accounts, [
-        specs.map((s) => s.code), specs.map((s) => s.ownerType), specs.map((s) => s.ownerId),
-        specs.map((s) => s.purpose), specs.map((s) => s.normalSide), specs.map((s) => s.noNegative),
-      ]);
-      const r = await q.query<{ id: bigint; code: string; mine: boolean }>(plans.account_ids_by_codes, [missing]);
-      if (this.accountIds.size + r.rows.length > account_cache_entries_max) this.accountIds.clear();
-      for (const row of r.rows) {
-        if (!row.mine) this.accountIds.set(row.code, row.id);
-        out.set(row.code, row.id);
-      }
+    if (missing.size === 0) return out;
+    const specs = [...missing].map(accountSpecFor);
+    // One round trip: the existing accounts are read, only the others are opened.
+    const r = await q.query<{ id: bigint; code: string; mine: boolean }>(plans.find_or_open_accounts, [
+      specs.map((s) => s.code), specs.map((s) => s.ownerType), specs.map((s) => s.ownerId),
+      specs.map((s) => s.purpose), specs.map((s) => s.normalSide), specs.map((s) => s.noNegative),
+    ]);
+    const rows = r.rows;
+    if (rows.length < specs.length) {
+      // Opened concurrently by a transaction that committed after this statement's snapshot
+      // (ON CONFLICT waited for it, then skipped the row): read those now, in a new snapshot.
+      const seen = new Set(rows.map((row) => row.code));
+      const late = specs.map((s) => s.code).filter((c) => !seen.has(c));
+      rows.push(...(await q.query<{ id: bigint; code: string; mine: boolean }>(plans.account_ids_by_codes, [late])).rows);
+    }
+    if (this.accountIds.size + rows.length > account_cache_entries_max) this.accountIds.clear();
+    for (const row of rows) {
+      if (!row.mine) this.accountIds.set(row.code, row.id);
+      out.set(row.code, row.id);
     }
     return out;
   }

@@ -27,10 +27,30 @@ JOIN ledger_account ca ON ca.id = p.credit_account_id
 WHERE e.idem_key = ANY ($1::text[])
 GROUP BY e.id`;
 
-export const open_accounts = `
-INSERT INTO ledger_account (code, owner_type, owner_id, purpose, normal_side, no_negative)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::boolean[])
-ON CONFLICT (code) DO NOTHING`;
+/**
+ * Ids by code, opening (inserting) only the accounts that do not exist yet, with whether each row
+ * was written by the current transaction (`mine`, see account_ids_by_codes). A code opened by a
+ * concurrent transaction that commits while this runs comes back from neither branch (the
+ * insert waits for it, then skips the row); the caller reads those again.
+ */
+export const find_or_open_accounts = `
+WITH want AS (
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::boolean[])
+    AS w(code, owner_type, owner_id, purpose, normal_side, no_negative)
+), found AS (
+  SELECT a.id, a.code,
+         coalesce(a.xmin::text = (pg_current_xact_id_if_assigned()::text::bigint % 4294967296)::text, false) AS mine
+  FROM ledger_account a WHERE a.code = ANY ($1::text[])
+), opened AS (
+  INSERT INTO ledger_account (code, owner_type, owner_id, purpose, normal_side, no_negative)
+  SELECT w.code, w.owner_type, w.owner_id, w.purpose, w.normal_side, w.no_negative
+  FROM want w WHERE NOT EXISTS (SELECT 1 FROM found f WHERE f.code = w.code)
+  ON CONFLICT (code) DO NOTHING
+  RETURNING id, code
+)
+SELECT id, code, mine FROM found
+UNION ALL
+SELECT id, code, true FROM opened`;
 
 /**
  * Ids by code, and whether the row was inserted by the current transaction (`mine`): such an id
