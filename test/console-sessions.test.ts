@@ -76,6 +76,13 @@ describe('login and the session cookie', () => {
       expect(res.statusCode).toBe(303);
       const set = ([] as string[]).concat(res.headers['set-cookie'] as string | string[]);
       expect(set.find((c) => c.startsWith('ock_console='))).toMatch(/; Secure/i);
+      // Behind a TLS-terminating proxy the browser's origin is https although the request arrives as http.
+      const token = csrfOf((await b.get('/console/dashboard')).body);
+      const viaProxy = await secureApp.inject({
+        method: 'POST', url: '/console/logout', payload: new URLSearchParams({ _csrf: token }).toString(),
+        headers: { host: 'console.example', origin: 'https://console.example', cookie: b.cookieHeader(), 'content-type': 'application/x-www-form-urlencoded' },
+      });
+      expect(viaProxy.statusCode, pageCode(viaProxy.body) ?? '').toBe(303);
     } finally {
       await secureApp.close();
     }
@@ -122,6 +129,9 @@ describe('CSRF', () => {
       await a.post('/console/logout', { _csrf: '' }),
       await a.post('/console/logout', { _csrf: otherToken }),
       await a.post('/console/logout', { _csrf: token }, { origin: 'http://evil.example' }),
+      // Without the proxy setting, https is another origin than this plain-http console.
+      await a.post('/console/logout', { _csrf: token }, { origin: 'https://localhost' }),
+      await a.post('/console/logout', { _csrf: token }, { origin: 'http://localhost:8081' }),
       await a.post('/console/logout', { _csrf: token }, { origin: null, referer: 'http://evil.example/console/dashboard' }),
       await a.post('/console/logout', { _csrf: token }, { origin: null }),
     ];

@@ -51,6 +51,8 @@ export interface PositionRow { bank_code: string; bank_name: string | null; line
 export interface Dashboard {
   today: string;
   todayCycle: CycleRow | null;
+  /** The cycle taking transactions now (after the cutoff and before the clearing run, still the previous date's). */
+  openCycle: CycleRow | null;
   todayEntries: bigint;
   cycles: CycleRow[];
   /** One entry per day of the window, oldest first; days without a cleared cycle are zero. */
@@ -94,6 +96,7 @@ export async function loadDashboard(db: Queryable, now: Date, cutoff: string): P
   return {
     today,
     todayCycle: cycles.rows.find((c) => c.business_date === today) ?? null,
+    openCycle: cycles.rows.find((c) => c.state === 'OPEN') ?? null,
     todayEntries: entries.rows[0]?.n ?? 0n,
     cycles: cycles.rows,
     days,

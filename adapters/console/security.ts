@@ -46,19 +46,21 @@ export function cookieOptions(req: FastifyRequest, security: CookieSecurity, max
  * current browser sends it on a form POST) or, failing that, the Referer. Neither present is
  * refused too: a form of this console always yields one of them.
  */
-export function checkSameOrigin(req: FastifyRequest): void {
-  // Through URL, so a default port is dropped the way browsers drop it from Origin.
-  let expected: string;
-  try { expected = new URL(`${req.protocol}://${req.host}`).origin; } catch { expected = ''; }
-  if (expected === '') throw forbidden('CSRF_REJECTED', 'The request names no usable host.', { reason: 'host' });
+export function checkSameOrigin(req: FastifyRequest, security: CookieSecurity): void {
+  // Through URL, so a default port is dropped the way browsers drop it from Origin. Behind a
+  // TLS-terminating proxy (cookies configured 'always' Secure) the browser's origin is https
+  // while this request arrived as http: the https origin of the same host is this console too.
+  const schemes = security === 'always' ? [req.protocol, 'https'] : [req.protocol];
+  const expected = new Set(schemes.map((s) => originOf(`${s}://${req.host}`)).filter((o): o is string => o !== null));
+  if (expected.size === 0) throw forbidden('CSRF_REJECTED', 'The request names no usable host.', { reason: 'host' });
   const origin = req.headers.origin;
   if (typeof origin === 'string' && origin !== 'null') {
-    if (originOf(origin) === expected) return;
+    if (expected.has(originOf(origin) ?? '')) return;
     throw forbidden('CSRF_REJECTED', 'The form was not sent from this console (Origin does not match).', { reason: 'origin' });
   }
   const referer = req.headers.referer;
   if (typeof referer === 'string') {
-    if (originOf(referer) === expected) return;
+    if (expected.has(originOf(referer) ?? '')) return;
     throw forbidden('CSRF_REJECTED', 'The form was not sent from this console (Referer does not match).', { reason: 'referer' });
   }
   throw forbidden('CSRF_REJECTED', 'The form carries neither Origin nor Referer; it cannot be shown to come from this console.', { reason: 'no_origin' });

@@ -182,7 +182,7 @@ export async function consoleRoutes(app: FastifyInstance, deps: AppDeps & { cons
       throw forbidden('CONSOLE_SESSION_REQUIRED', 'Your console session has ended (logged out, expired or its key revoked): log in again.');
     }
     if (!isWrite) return;
-    checkSameOrigin(req);
+    checkSameOrigin(req, security);
     const presented = (req.body as { _csrf?: unknown } | null | undefined)?._csrf;
     if (access === 'session') {
       if (!tokenMatches(presented, sessionCsrfToken((req.consoleUser as ConsoleUser).secret))) {
