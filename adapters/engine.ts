@@ -9,6 +9,7 @@ import type PgBoss from 'pg-boss';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
 import { createPool, type Db } from './postgres/db.ts';
+import { listenForRevocations, PrincipalCache } from './auth/principal-cache.ts';
 import { startEmbeddedPostgres, type EmbeddedHandle } from './postgres/embedded.ts';
 import { migrateUp } from './postgres/migrate.ts';
 import { startQueue } from './jobs/queue.ts';
@@ -41,6 +42,8 @@ export async function startEngine(config: Config, log: Logger): Promise<RunningE
   let db: Db | null = null;
   let boss: PgBoss | null = null;
   let app: FastifyInstance | null = null;
+  let principalCache: PrincipalCache | null = null;
+  let revocations: { stop(): Promise<void> } | null = null;
   try {
     const applied = await migrateUp(databaseUrl, (m) => log.debug({ component: 'migrate' }, m));
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
@@ -50,11 +53,14 @@ export async function startEngine(config: Config, log: Logger): Promise<RunningE
     const keys = resolveMasterKeys(config, config.dataDir);
     if (keys.source !== 'environment') log.info({ file: keys.source }, 'master keys read from the data directory');
     const metrics = createMetrics();
+    principalCache = new PrincipalCache();
+    revocations = listenForRevocations(databaseUrl, principalCache, log);
     const deps: AppDeps = {
       db, ledger: new Ledger(ledgerObserver(metrics)), metrics, queue: () => boss, bodyBytesMax: config.bodyBytesMax, now: () => new Date(),
       config: { ...config, tacMasterKeys: undefined, qrMasterKeys: undefined, piiKeys: undefined },
       keyStore: ConfigKeyStore.fromConfigStrings(keys.tacMasterKeys, keys.qrMasterKeys),
       pii: PiiKeyring.fromConfigString(keys.piiKeys),
+      principalCache,
     };
     app = await buildApp(deps, log);
     boss = await startQueue(databaseUrl, log, config.workers);
@@ -66,12 +72,14 @@ export async function startEngine(config: Config, log: Logger): Promise<RunningE
     log.info({ url, docs: `${url}/docs`, embeddedPostgres: embedded !== null }, 'engine ready');
     const pool = db;
     const server = app;
+    const listener = revocations;
     let stopping: Promise<void> | null = null;
     return {
       app: server, db: pool, databaseUrl, url,
       stop() {
         stopping ??= (async () => {
           await server.close();
+          await listener.stop();
           await boss?.stop({ graceful: true, timeout: 10_000, close: true, wait: true }).catch(() => undefined);
           await pool.end();
           await embedded?.stop();
@@ -81,6 +89,7 @@ export async function startEngine(config: Config, log: Logger): Promise<RunningE
     };
   } catch (e) {
     await app?.close().catch(() => undefined);
+    await revocations?.stop().catch(() => undefined);
     await boss?.stop({ graceful: false, close: true, wait: true }).catch(() => undefined);
     await db?.end().catch(() => undefined);
     await embedded?.stop().catch(() => undefined);

@@ -3,6 +3,7 @@
  * is compared in constant time. Revocation takes effect on the next request (no cache).
  */
 import crypto from 'node:crypto';
+import { revocation_channel } from './principal-cache.ts';
 import type { Queryable } from '../postgres/db.ts';
 import { badRequest, notFound } from '../../engine/errors.ts';
 
@@ -53,6 +54,8 @@ export async function revokeApiKey(q: Queryable, keyId: string, actor: string): 
     return;
   }
   await q.query(`INSERT INTO api_key_event (key_id, event, actor) VALUES ($1, 'REVOKED', $2)`, [keyId, actor]);
+  // Every engine node forgets the key's cached principal (see principal-cache.ts).
+  await q.query(`SELECT pg_notify($1, $2)`, [revocation_channel, keyId]);
 }
 
 export async function listApiKeys(q: Queryable): Promise<Record<string, unknown>[]> {

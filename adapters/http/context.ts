@@ -3,6 +3,7 @@ import type { Db } from '../postgres/db.ts';
 import type { Ledger } from '../../ledger/index.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Principal, Role } from '../auth/api-keys.ts';
+import type { PrincipalCache } from '../auth/principal-cache.ts';
 import type PgBoss from 'pg-boss';
 import type { Config } from '../config.ts';
 import type { KeyStore, PiiKeyring } from '../crypto/index.ts';
@@ -22,6 +23,8 @@ export interface AppDeps {
   keyStore: KeyStore;
   /** Personal-data encryption and blind-index keys. */
   pii: PiiKeyring;
+  /** Authenticated principals kept briefly (see principal-cache.ts); absent: every request looks its key up. */
+  principalCache?: PrincipalCache;
 }
 
 declare module 'fastify' {

@@ -37,7 +37,9 @@ export async function adminKeyRoutes(app: FastifyInstance, deps: AppDeps): Promi
       response: { 204: { type: 'null' }, ...error_responses },
     },
   }, async (req, reply) => {
-    await revokeApiKey(deps.db, (req.params as { id: string }).id, req.principal?.keyId ?? 'unknown');
+    const keyId = (req.params as { id: string }).id;
+    await revokeApiKey(deps.db, keyId, req.principal?.keyId ?? 'unknown');
+    deps.principalCache?.forgetKey(keyId);
     return reply.status(204).send();
   });
 }

@@ -75,7 +75,12 @@ export const authPlugin = fp(async (app: FastifyInstance, deps: AppDeps) => {
       throw new DomainError('AUTH_RATE_LIMITED', 429, 'Too many failed authentications from this client or for this key; try again later.', { retry_after_s: retryAfterS });
     }
 
-    const principal = await authenticate(deps.db, token);
+    let principal = deps.principalCache?.get(token) ?? null;
+    if (principal === null) {
+      const generation = deps.principalCache?.generation ?? 0;
+      principal = await authenticate(deps.db, token);
+      if (principal) deps.principalCache?.set(token, principal, generation);
+    }
     if (!principal) {
       byIp.recordFailure(ipKey, nowMs);
       if (keyKey !== null) byKey.recordFailure(keyKey, nowMs);

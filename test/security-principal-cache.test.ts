@@ -1,0 +1,118 @@
+/**
+ * The principal cache serves a busy key from memory, yet a revocation still takes effect at once:
+ * from another process (the notification), through the admin route of this node, and while the
+ * listening connection is down (the cache is then not used at all). A look-up that raced with a
+ * revocation is not cached; a wrong secret for a cached key id is refused.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FastifyInstance } from 'fastify';
+import pino from 'pino';
+import { buildApp } from '../adapters/http/app.ts';
+import { revokeApiKey } from '../adapters/auth/api-keys.ts';
+import { listenForRevocations, PrincipalCache, principal_cache_ttl_ms } from '../adapters/auth/principal-cache.ts';
+import { createPool, type Db } from '../adapters/postgres/db.ts';
+import { freshDatabase, type TestDb } from './support/db.ts';
+import { testDeps } from './support/deps.ts';
+import { bearer, mintKey } from './support/http.ts';
+
+let db: TestDb;
+let other: Db;
+let app: FastifyInstance;
+let cache: PrincipalCache;
+let listener: { stop(): Promise<void> };
+// The cache's clock stands still unless a test moves it: an entry can only leave by revocation.
+let cacheNowMs = Date.parse('2026-11-28T02:00:00Z');
+const url = '/v1/ledger/verification';
+
+async function until(what: string, check: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const status = async (token: string) => (await app.inject({ method: 'GET', url, headers: bearer(token) })).statusCode;
+
+/** Revoked in the table only, without the notification: what only a direct database edit could do. */
+async function revokeSilently(keyId: string): Promise<void> {
+  await other.query(`UPDATE api_key SET revoked_at = now(), revoked_by = 'test' WHERE id = $1`, [keyId]);
+}
+
+beforeAll(async () => {
+  db = await freshDatabase(4);
+  other = createPool(db.url, 2, 'onecard-test-other-node');
+  cache = new PrincipalCache({ now: () => cacheNowMs });
+  listener = listenForRevocations(db.url, cache, pino({ level: 'silent' }));
+  app = await buildApp(testDeps(db.pool, { principalCache: cache }), false);
+  await app.ready();
+  await until('the revocation listener', async () => cache.enabled);
+});
+
+afterAll(async () => {
+  await listener?.stop();
+  await app?.close();
+  await other?.end();
+  await db?.drop();
+});
+
+describe('principal cache', () => {
+  it('serves a key from memory once looked up (a silent revocation is not seen until the TTL passes)', async () => {
+    const k = await mintKey(db.pool, 'finance');
+    expect(await status(k.token)).toBe(200);
+    await revokeSilently(k.keyId);
+    expect(await status(k.token)).toBe(200);
+    cacheNowMs += principal_cache_ttl_ms;
+    expect(await status(k.token)).toBe(401);
+  });
+
+  it('a revocation by another process (as `npm run keys -- revoke`) is refused at once on this node', async () => {
+    const k = await mintKey(db.pool, 'finance');
+    expect(await status(k.token)).toBe(200);
+    expect(await status(k.token)).toBe(200);
+    await revokeApiKey(other, k.keyId, 'test');
+    await until('the revoked key to be refused', async () => (await status(k.token)) === 401, 2_000);
+    // Not the TTL: the cache's clock has not moved.
+    expect(await status(k.token)).toBe(401);
+  });
+
+  it('a revocation through this node\'s admin route is refused on the very next request', async () => {
+    const admin = await mintKey(db.pool, 'admin');
+    const k = await mintKey(db.pool, 'finance');
+    expect(await status(k.token)).toBe(200);
+    const r = await app.inject({ method: 'DELETE', url: `/v1/admin/api-keys/${k.keyId}`, headers: bearer(admin.token) });
+    expect(r.statusCode).toBe(204);
+    expect(await status(k.token)).toBe(401);
+  });
+
+  it('a wrong secret for a cached key id is refused', async () => {
+    const k = await mintKey(db.pool, 'finance');
+    expect(await status(k.token)).toBe(200);
+    const forged = `${k.token.slice(0, -4)}${k.token.endsWith('AAAA') ? 'BBBB' : 'AAAA'}`;
+    expect(await status(forged)).toBe(401);
+    expect(await status(k.token)).toBe(200);
+  });
+
+  it('a look-up that raced with a revocation is not cached', async () => {
+    const k = await mintKey(db.pool, 'finance');
+    const before = cache.generation;
+    cache.forgetKey('key_0000000000000000');
+    cache.set(k.token, { keyId: k.keyId, role: 'finance', scopeId: null }, before);
+    expect(cache.get(k.token)).toBeNull();
+  });
+
+  it('while the listening connection is down the cache is not used; it comes back when listening resumes', async () => {
+    const k = await mintKey(db.pool, 'finance');
+    expect(await status(k.token)).toBe(200);
+    await other.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                       WHERE datname = current_database() AND application_name = 'onecard-revocations'`);
+    await until('the cache to be disabled', async () => !cache.enabled);
+    await revokeSilently(k.keyId);
+    expect(await status(k.token)).toBe(401);
+    await until('the listener to be back', async () => cache.enabled);
+    const k2 = await mintKey(db.pool, 'finance');
+    expect(await status(k2.token)).toBe(200);
+    await revokeApiKey(other, k2.keyId, 'test');
+    await until('the revoked key to be refused after listening resumed', async () => (await status(k2.token)) === 401, 2_000);
+  });
+});
