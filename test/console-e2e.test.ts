@@ -155,6 +155,8 @@ describe('the finance console in a browser', () => {
     await propose.locator('select[name=side_1]').selectOption('CREDIT');
     await propose.locator('input[name=amount_1]').fill('1.23');
     await propose.locator('textarea[name=memo]').fill('Bank A returned 1.23 more than cleared; booked to suspense pending the bank\'s correction');
+    await mkdir(screenshot_dir, { recursive: true });
+    await page.screenshot({ path: path.join(screenshot_dir, 'console-e2e-exception.png'), fullPage: true });
     await Promise.all([page.waitForURL(/\/console\/adjustments\/adj_[a-z0-9]+\?done=proposed$/), propose.locator('button[type=submit]').click()]);
     const adjustmentId = /\/console\/adjustments\/(adj_[a-z0-9]+)/.exec(page.url())![1];
     await expect(page.locator('[data-testid=adjustment-state]').textContent()).resolves.toBe('PROPOSED');
@@ -184,7 +186,6 @@ describe('the finance console in a browser', () => {
     await expect(page.locator('[data-testid=adjustment-state]').textContent()).resolves.toBe('APPROVED');
     const shownEntry = await page.locator('[data-testid=entry-id]').textContent();
 
-    await mkdir(screenshot_dir, { recursive: true });
     await page.screenshot({ path: path.join(screenshot_dir, 'console-e2e.png'), fullPage: true });
     await page.click('nav >> text=Dashboard');
     await page.screenshot({ path: path.join(screenshot_dir, 'console-e2e-dashboard.png'), fullPage: true });
