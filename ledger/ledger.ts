@@ -11,6 +11,8 @@ import type { EntryInput, LineInput, NormalSide } from './rules.ts';
 /** Anything that can run a query: a pool, or a client inside the caller's transaction. */
 export interface Queryable {
   query<R extends Record<string, unknown> = Record<string, unknown>>(text: string, values?: unknown[]): Promise<{ rows: R[]; rowCount: number | null }>;
+  /** A named statement is prepared once per connection (pg's query config). */
+  query<R extends Record<string, unknown> = Record<string, unknown>>(config: { name: string; text: string; values: unknown[] }): Promise<{ rows: R[]; rowCount: number | null }>;
 }
 
 export interface PostResult {
@@ -88,10 +90,11 @@ export class Ledger {
     if (missing.size === 0) return out;
     const specs = [...missing].map(accountSpecFor);
     // One round trip: the existing accounts are read, only the others are opened.
-    const r = await q.query<{ id: bigint; code: string; mine: boolean }>(plans.find_or_open_accounts, [
-      specs.map((s) => s.code), specs.map((s) => s.ownerType), specs.map((s) => s.ownerId),
-      specs.map((s) => s.purpose), specs.map((s) => s.normalSide), specs.map((s) => s.noNegative),
-    ]);
+    const r = await q.query<{ id: bigint; code: string; mine: boolean }>({
+      name: 'ledger_find_or_open_accounts', text: plans.find_or_open_accounts,
+      values: [specs.map((s) => s.code), specs.map((s) => s.ownerType), specs.map((s) => s.ownerId),
+        specs.map((s) => s.purpose), specs.map((s) => s.normalSide), specs.map((s) => s.noNegative)],
+    });
     const rows = r.rows;
     if (rows.length < specs.length) {
       // Opened concurrently by a transaction that committed after this statement's snapshot
@@ -162,9 +165,11 @@ export class Ledger {
     let inserted: { id: bigint; idem_key: string; line_count: number }[];
     const started = process.hrtime.bigint();
     try {
-      const r = await q.query<{ id: bigint; idem_key: string; line_count: number }>(plans.insert_entries_with_lines, [
-        eKey, eKind, eDate, eDesc, eMeta, eRev, eHold, lKey, lNo, lDr, lCr, lAmt,
-      ]);
+      // Named, so each connection plans it once: its plan is the same for any batch.
+      const r = await q.query<{ id: bigint; idem_key: string; line_count: number }>({
+        name: 'ledger_insert_entries_with_lines', text: plans.insert_entries_with_lines,
+        values: [eKey, eKind, eDate, eDesc, eMeta, eRev, eHold, lKey, lNo, lDr, lCr, lAmt],
+      });
       inserted = r.rows;
     } catch (e) {
       throw translatePgError(e);

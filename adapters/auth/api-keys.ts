@@ -67,8 +67,9 @@ export async function listApiKeys(q: Queryable): Promise<Record<string, unknown>
 export async function authenticate(q: Queryable, token: string): Promise<Principal | null> {
   const m = token_pattern.exec(token);
   if (!m) return null;
-  const r = await q.query<{ secret_sha256: Buffer; role: Role; scope_id: string | null }>(
-    `SELECT secret_sha256, role, scope_id FROM api_key WHERE id = $1 AND revoked_at IS NULL`, [m[1]]);
+  const r = await q.query<{ secret_sha256: Buffer; role: Role; scope_id: string | null }>({
+    name: 'auth_api_key', text: `SELECT secret_sha256, role, scope_id FROM api_key WHERE id = $1 AND revoked_at IS NULL`, values: [m[1]],
+  });
   const row = r.rows[0];
   const presented = crypto.createHash('sha256').update(m[2]).digest();
   // Compare even when the key is unknown, so timing does not reveal which key ids exist.
