@@ -96,6 +96,18 @@ describe('hostile text', () => {
     expect(page.body).not.toContain(card_no);
     expect(page.body).toContain(`card:${masked_card}:purse`);
     expect(page.body).toContain('2.50');
+
+    // A refusal naming the account (an unregistered card) masks it too.
+    const other = await plant({ source: 'unknown-card' });
+    const unknownCard = '6217999900001111222';
+    const refused = await a.post(`/console/exceptions/${other}/adjustments`, {
+      _csrf: await formOn(a, `/console/exceptions/${other}`), idem: 'd'.repeat(24), memo: 'x',
+      account_0: `card:${unknownCard}:purse`, side_0: 'CREDIT', amount_0: '1', account_1: 'centre:suspense', side_1: 'DEBIT', amount_1: '1',
+    });
+    expect(refused.statusCode).toBe(422);
+    expect(pageCode(refused.body)).toBe('ACCOUNT_UNKNOWN');
+    expect(refused.body).not.toContain(unknownCard);
+    expect(refused.body).toContain('621799*********1222');
   });
 });
 

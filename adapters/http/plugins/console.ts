@@ -46,7 +46,7 @@ import { buildDailyReport, reportToCsv, reportToHtml, reportToJson } from '../..
 import { businessDateFor, checkDate, parseCutoff } from '../../../engine/clearing/calendar.ts';
 import { labelsOf } from '../../console/names.ts';
 import {
-  checkSameOrigin, cookieOptions, report_content_security_policy, setSecurityHeaders, type CookieSecurity,
+  checkSameOrigin, cookieOptions, maskCardsIn, report_content_security_policy, setSecurityHeaders, type CookieSecurity,
 } from '../../console/security.ts';
 import {
   isSecretShaped, liveSession, login_cookie, loginCsrfToken, newSecret, openSession, revokeSession, session_cookie, sessionCsrfToken,
@@ -83,6 +83,8 @@ export const console_page_rows = 50;
 export const adjustment_form_lines = 6;
 /** The login form's cookie lives this long: enough to type a key, not a day. */
 export const login_cookie_max_age_s = 3_600;
+/** The largest console form (a comment of 2,000 characters is about 6 kB encoded; the adjustment form less). */
+export const console_form_bytes_max = 64 * 1024;
 /** A finance key is `ock_key_<16>_<43>` (83 characters); anything far longer is not one. */
 const login_key_chars_max = 200;
 
@@ -148,7 +150,7 @@ export async function consoleRoutes(app: FastifyInstance, deps: AppDeps & { cons
   const byKey = new FailureWindows({ failuresMax: authFailuresMax * auth_failures_per_key_factor, windowMs: authFailureWindowMs, keysMax: auth_failure_keys_max });
 
   await app.register(cookie, { hook: 'onRequest' });
-  await app.register(formbody, { bodyLimit: 64 * 1024 });
+  await app.register(formbody, { bodyLimit: console_form_bytes_max });
   app.decorateRequest('consoleUser', null);
 
   const userOf = (req: FastifyRequest): ConsoleUser => {
@@ -207,7 +209,9 @@ export async function consoleRoutes(app: FastifyInstance, deps: AppDeps & { cons
     const sqlstate = (err as { code?: unknown } | null)?.code;
     if (isDomainError(err)) {
       ({ status, code, message } = err);
-      if (err.details !== undefined) details = Object.entries(err.details).map(([k, v]) => `${k}: ${String(v)}`);
+      // Details may name accounts (card:<number>:purse): masked like every other text on a page.
+      if (err.details !== undefined) details = Object.entries(err.details).map(([k, v]) => maskCardsIn(`${k}: ${String(v)}`));
+      message = maskCardsIn(message);
     } else if (fe.validation) {
       status = 400; code = 'VALIDATION_FAILED'; message = 'The form is invalid.';
       details = fe.validation.map((v) => `${v.instancePath || 'form'} ${v.message ?? ''}`.trim());
