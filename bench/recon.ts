@@ -9,7 +9,7 @@
  *
  * Options: --lines N (engine lines), --banks N, --terminals N (transit terminals, split between
  * two operators), --operator-mismatches N.
- * JSON (last line): recon_s, lines_per_s, exceptions_planted, exceptions_found, by_type
+ * JSON (last line): recon_s (and steps_s, seconds from the start to each step), lines_per_s, exceptions_planted, exceptions_found, by_type
  * ({type: {planted, found}}), rss_mb_max, baseline_s, recon_vs_baseline, bar_s, within_bar.
  */
 import { parseArgs } from 'node:util';
@@ -64,7 +64,11 @@ try {
 
   const bar = progress('reconcile', 5);
   const t0 = performance.now();
-  const r = await reconcileCycle({ db, now: () => new Date(), progress: () => bar.tick() }, cycle_id, { keyId: 'bench', role: 'finance' });
+  // Seconds from the start to each step the run reports: where the time goes.
+  const steps_s: number[] = [];
+  const r = await reconcileCycle({
+    db, now: () => new Date(), progress: () => { steps_s.push(Number(((performance.now() - t0) / 1000).toFixed(2))); bar.tick(); },
+  }, cycle_id, { keyId: 'bench', role: 'finance' });
   const reconS = (performance.now() - t0) / 1000;
   bar.stop();
 
@@ -85,6 +89,7 @@ try {
     bank_lines: Number(r.bankLines),
     matched: Number(r.matched),
     recon_s: Number(reconS.toFixed(2)),
+    steps_s: { counted: steps_s[0], bank_matched: steps_s[1], operators_compared: steps_s[2], signals_collected: steps_s[3], filed: steps_s[4] },
     lines_per_s: Math.round(Number(r.engineLines + r.bankLines) / reconS),
     exceptions_planted: plantedTotal,
     exceptions_found: foundTotal,

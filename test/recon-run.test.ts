@@ -350,6 +350,9 @@ describe('the exceptions workflow', () => {
     const dup = (await get(`/v1/exceptions/${await idOf('DUPLICATE_AT_BANK')}`, tok.finance)).json();
     expect(dup.sources.engine_lines).toHaveLength(1);
     expect(dup.sources.bank_lines).toHaveLength(2);
+    const rejected = (await get(`/v1/exceptions/${await idOf('REJECTED_BY_BANK')}`, tok.finance)).json();
+    expect(rejected.details.reason).toBe('account closed');
+    expect(rejected.sources.bank_lines.map((l: { status: string }) => l.status)).toEqual(['REJECTED']);
     const unknown = (await get(`/v1/exceptions/${await idOf('UNKNOWN_AT_ENGINE')}`, tok.finance)).json();
     expect(unknown.sources.engine_lines).toEqual([]);
     expect(unknown.sources.bank_lines.map((l: { txn_id: string }) => l.txn_id)).toEqual(['BANKONLY-1']);

@@ -37,48 +37,57 @@ export const plans = {
     WHERE cycle_id = $1 AND format = 'CSV' ORDER BY bank_code, package_id, id DESC`,
   /**
    * Engine lines against the latest returned lines, grouped per (bank, txn id) on each side and
-   * joined once (engine/recon/matching.ts `classifyGroup`, the same order of rules). min/max of
-   * the ids keep both lines of a two-line group for the side-by-side view.
+   * joined once (engine/recon/matching.ts `classifyGroup`, the same order of rules). The groups
+   * carry only fixed-size integers: an engine group has at most two lines, so equal counts and
+   * equal min and max mean equal amounts (no numeric sum per group); min/max of the ids keep both
+   * lines of a group for the side-by-side view. The few differences then look up their card
+   * number and rejection reason by primary key. A million groups a side then fit in memory.
    */
   find_bank_differences: `
     WITH ret AS (
       SELECT DISTINCT ON (bank_code, package_id) bank_code, package_id, id FROM settlement_return
       WHERE cycle_id = $1 AND format = 'CSV' ORDER BY bank_code, package_id, id DESC
     ), e AS (
-      SELECT bank_code, txn_id, count(*) AS n, min(amount_fen) AS amin, max(amount_fen) AS amax, sum(amount_fen) AS asum,
-        min(entry_id) AS entry_min, max(entry_id) AS entry_max, min(card_no) AS card_no
+      SELECT bank_code, txn_id, count(*) AS n, min(amount_fen) AS amin, max(amount_fen) AS amax,
+        min(entry_id) AS entry_min, max(entry_id) AS entry_max
       FROM clearing_line WHERE cycle_id = $1 GROUP BY bank_code, txn_id
     ), b AS (
       SELECT l.bank_code, l.txn_id, count(*) AS n, count(*) FILTER (WHERE l.status = 'REJECTED') AS rejected,
-        min(l.amount_fen) AS amin, max(l.amount_fen) AS amax, sum(l.amount_fen) AS asum, min(l.line_no) AS line_min, max(l.line_no) AS line_max,
-        min(l.return_id) AS return_id, min(l.reason) FILTER (WHERE l.status = 'REJECTED') AS reason
+        min(l.amount_fen) AS amin, max(l.amount_fen) AS amax, min(l.line_no) AS line_min, max(l.line_no) AS line_max,
+        min(l.line_no) FILTER (WHERE l.status = 'REJECTED') AS rejected_line
       FROM settlement_return_line l JOIN ret ON ret.bank_code = l.bank_code AND ret.id = l.return_id
       GROUP BY l.bank_code, l.txn_id
     ), j AS (
       SELECT coalesce(e.bank_code, b.bank_code) AS bank_code, coalesce(e.txn_id, b.txn_id) AS txn_id, e.n AS e_n, b.n AS b_n,
-        e.asum AS e_sum, b.asum AS b_sum, e.entry_min, e.entry_max, e.card_no, b.line_min, b.line_max, b.return_id, b.reason,
+        CASE e.n WHEN 1 THEN e.amin WHEN 2 THEN e.amin + e.amax END AS e_sum,
+        CASE b.n WHEN 1 THEN b.amin WHEN 2 THEN b.amin + b.amax END AS b_sum,
+        e.entry_min, e.entry_max, b.line_min, b.line_max, b.rejected_line,
         CASE
           WHEN b.rejected > 0 THEN 'REJECTED_BY_BANK'
           WHEN e.n IS NULL THEN 'UNKNOWN_AT_ENGINE'
           WHEN b.n IS NULL THEN CASE WHEN EXISTS (SELECT 1 FROM ret WHERE ret.bank_code = e.bank_code) THEN 'MISSING_AT_BANK' END
           WHEN b.n > e.n THEN 'DUPLICATE_AT_BANK'
           WHEN b.n < e.n THEN 'MISSING_AT_BANK'
-          WHEN b.amin <> e.amin OR b.amax <> e.amax OR b.asum <> e.asum THEN 'AMOUNT_MISMATCH'
+          WHEN b.amin <> e.amin OR b.amax <> e.amax THEN 'AMOUNT_MISMATCH'
         END AS type
       FROM e FULL JOIN b ON b.bank_code = e.bank_code AND b.txn_id = e.txn_id
-      WHERE b.n IS NULL OR e.n IS NULL OR b.rejected > 0 OR b.n <> e.n OR b.amin <> e.amin OR b.amax <> e.amax OR b.asum <> e.asum
+      WHERE b.n IS NULL OR e.n IS NULL OR b.rejected > 0 OR b.n <> e.n OR b.amin <> e.amin OR b.amax <> e.amax
+    ), d AS (
+      SELECT j.*, (SELECT ret.id FROM ret WHERE ret.bank_code = j.bank_code LIMIT 1) AS return_id FROM j WHERE j.type IS NOT NULL
     )
     INSERT INTO recon_found (type, source_key, bank_code, txn_id, card_no, engine_amount_fen, other_amount_fen, engine_lines, details)
-    SELECT j.type, j.bank_code || ':' || j.txn_id, j.bank_code, j.txn_id, j.card_no, j.e_sum, j.b_sum, coalesce(j.e_n, 0),
+    SELECT d.type, d.bank_code || ':' || d.txn_id, d.bank_code, d.txn_id,
+      (SELECT c.card_no FROM clearing_line c WHERE c.cycle_id = $1 AND c.bank_code = d.bank_code AND c.entry_id = d.entry_min LIMIT 1),
+      d.e_sum, d.b_sum, coalesce(d.e_n, 0),
       jsonb_strip_nulls(jsonb_build_object(
-        'engine_lines', j.e_n, 'bank_lines', j.b_n,
-        'entry_ids', CASE WHEN j.entry_min IS NULL THEN NULL WHEN j.entry_min = j.entry_max THEN jsonb_build_array(j.entry_min::text)
-                          ELSE jsonb_build_array(j.entry_min::text, j.entry_max::text) END,
-        'return_id', j.return_id::text,
-        'return_line_nos', CASE WHEN j.line_min IS NULL THEN NULL WHEN j.line_min = j.line_max THEN jsonb_build_array(j.line_min::text)
-                                ELSE jsonb_build_array(j.line_min::text, j.line_max::text) END,
-        'reason', j.reason))
-    FROM j WHERE j.type IS NOT NULL`,
+        'engine_lines', d.e_n, 'bank_lines', d.b_n,
+        'entry_ids', CASE WHEN d.entry_min IS NULL THEN NULL WHEN d.entry_min = d.entry_max THEN jsonb_build_array(d.entry_min::text)
+                          ELSE jsonb_build_array(d.entry_min::text, d.entry_max::text) END,
+        'return_id', CASE WHEN d.b_n IS NOT NULL THEN d.return_id::text END,
+        'return_line_nos', CASE WHEN d.line_min IS NULL THEN NULL WHEN d.line_min = d.line_max THEN jsonb_build_array(d.line_min::text)
+                                ELSE jsonb_build_array(d.line_min::text, d.line_max::text) END,
+        'reason', (SELECT l.reason FROM settlement_return_line l WHERE l.bank_code = d.bank_code AND l.return_id = d.return_id AND l.line_no = d.rejected_line)))
+    FROM d`,
   /** A package the bank refused as a whole (its latest pacs.002 is RJCT). */
   find_rejected_packages: `
     WITH s AS (
