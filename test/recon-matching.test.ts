@@ -89,6 +89,31 @@ describe('the run\'s SQL agrees with the model', () => {
     corrected: fc.subarray([0, 1, 2]),
   });
 
+  it('judges balance chains across days: a late tap between taps of an earlier day', async () => {
+    const day = '2024-06-02';
+    const cycle = 'CYC20240602';
+    await db.pool.query(`INSERT INTO clearing_cycle (id, business_date, state, opened_at, closed_at) VALUES ($1, $2, 'PUBLISHED', now(), now())`, [cycle, day]);
+    if (partitioned) await db.pool.query(`CREATE TABLE clearing_line_${cycle.toLowerCase()} PARTITION OF clearing_line FOR VALUES IN ('${cycle}')`);
+    const tapRow = `INSERT INTO tap_record (batch_no, idx, operator_id, outcome, card_no, card_counter, txn_type, amount_fen, balance_before_fen,
+      terminal_id, terminal_seq, local_time, key_version, tac, business_date)
+      VALUES ($1, $2, 'OPA', 'ACCEPTED', $3, $4, 9, $5, $6, '420300000001', $7, $8, 1, '00000000', $9)`;
+    const x = '6217060000000000901';
+    const y = '6217060000000000902';
+    // Card x: counters 1 and 3 accepted the day before, counter 2 (taken in between) uploaded late.
+    await db.pool.query(tapRow, [900001, 0, x, 1, 100, 1000, 1, '20240601080000', '2024-06-01']);
+    await db.pool.query(tapRow, [900001, 1, x, 3, 100, 700, 3, '20240601090000', '2024-06-01']);
+    await db.pool.query(tapRow, [900002, 0, x, 2, 100, 900, 2, '20240601083000', day]);
+    // Card y chains well across the two days.
+    await db.pool.query(tapRow, [900001, 2, y, 1, 50, 500, 4, '20240601100000', '2024-06-01']);
+    await db.pool.query(tapRow, [900002, 1, y, 2, 50, 450, 5, '20240602100000', day]);
+    await reconcileCycle({ db: db.pool, now: () => new Date() }, cycle, { keyId: 'test', role: 'finance' });
+    const breaks = (await db.pool.query(`SELECT source_key, card_no, engine_amount_fen, other_amount_fen, details FROM recon_exception WHERE type = 'BALANCE_CHAIN_BREAK' AND cycle_id = $1`, [cycle])).rows;
+    // 1 → 2 chains (900); 2 leaves 800 but 3 (accepted a day earlier) claims 700.
+    expect(breaks).toHaveLength(1);
+    expect(breaks[0]).toMatchObject({ source_key: 'chain:900001:1', card_no: x, engine_amount_fen: 800n, other_amount_fen: 700n });
+    expect(breaks[0].details).toMatchObject({ card_counter: '3', previous_card_counter: '2' });
+  });
+
   it('files exactly the differences the model finds', async () => {
     await fc.assert(fc.asyncProperty(scenario, async (s) => {
       cycleNo += 1;

@@ -145,29 +145,40 @@ export const plans = {
     FROM tap_seq_gap g JOIN tap_batch b ON b.batch_no = g.opened_by_batch
     WHERE b.cycle_id = $1`,
   /**
-   * Balance-chain breaks among the cycle's accepted taps (engine/ingest `chainBreaks`, the rule
+   * Balance-chain breaks around the cycle's accepted taps (engine/ingest `chainBreaks`, the rule
    * the transit route applies to one card): a tap whose balance before is not the previous tap's
-   * balance after, with no purse load posted between the two tap times. The previous tap may be
-   * of an earlier day; only taps of this business date are judged.
+   * balance after (previous in the card's counter order, whatever day it was accepted), with no
+   * purse load posted between the two tap times. Offline terminals upload late, so a card's
+   * neighbouring taps can land in different cycles: each tap of the date is judged against its
+   * predecessor, and also against its successor when that one was accepted on an earlier date
+   * (whose run could not yet see this tap). Each neighbour is one probe of the accepted-tap index.
    */
   find_chain_breaks: `
-    WITH cards AS (
-      SELECT DISTINCT card_no FROM tap_record WHERE business_date = $1 AND outcome = 'ACCEPTED'
-    ), t AS (
-      SELECT r.batch_no, r.idx, r.card_no, r.card_counter, r.txn_type, r.amount_fen, r.balance_before_fen, r.terminal_id, r.operator_id,
-        r.business_date, r.local_time,
-        lag(r.balance_before_fen - r.amount_fen) OVER w AS expected_fen, lag(r.local_time) OVER w AS previous_local_time,
-        lag(r.card_counter) OVER w AS previous_counter
-      FROM tap_record r JOIN cards c ON c.card_no = r.card_no
-      WHERE r.outcome = 'ACCEPTED'
-      WINDOW w AS (PARTITION BY r.card_no ORDER BY r.card_counter, r.txn_type)
+    WITH t AS (
+      SELECT r.batch_no, r.idx, r.card_no, r.card_counter, r.txn_type, r.amount_fen, r.balance_before_fen, r.terminal_id, r.operator_id, r.local_time
+      FROM tap_record r WHERE r.business_date = $1 AND r.outcome = 'ACCEPTED'
+    ), pairs AS (
+      SELECT t.card_no, p.balance_before_fen - p.amount_fen AS expected_fen, p.local_time AS previous_local_time, p.card_counter AS previous_counter,
+        t.batch_no, t.idx, t.card_counter, t.txn_type, t.balance_before_fen, t.terminal_id, t.operator_id, t.local_time
+      FROM t CROSS JOIN LATERAL (
+        SELECT q.balance_before_fen, q.amount_fen, q.local_time, q.card_counter FROM tap_record q
+        WHERE q.card_no = t.card_no AND q.outcome = 'ACCEPTED' AND (q.card_counter, q.txn_type) < (t.card_counter, t.txn_type)
+        ORDER BY q.card_counter DESC, q.txn_type DESC LIMIT 1) p
+      UNION ALL
+      SELECT t.card_no, t.balance_before_fen - t.amount_fen, t.local_time, t.card_counter,
+        n.batch_no, n.idx, n.card_counter, n.txn_type, n.balance_before_fen, n.terminal_id, n.operator_id, n.local_time
+      FROM t CROSS JOIN LATERAL (
+        SELECT q.batch_no, q.idx, q.card_counter, q.txn_type, q.balance_before_fen, q.terminal_id, q.operator_id, q.local_time, q.business_date FROM tap_record q
+        WHERE q.card_no = t.card_no AND q.outcome = 'ACCEPTED' AND (q.card_counter, q.txn_type) > (t.card_counter, t.txn_type)
+        ORDER BY q.card_counter, q.txn_type LIMIT 1) n
+      WHERE n.business_date < $1
     ), breaks AS (
-      SELECT t.*,
-        make_timestamp(substr(t.local_time, 1, 4)::int, substr(t.local_time, 5, 2)::int, substr(t.local_time, 7, 2)::int,
-          substr(t.local_time, 9, 2)::int, substr(t.local_time, 11, 2)::int, substr(t.local_time, 13, 2)::float8) AT TIME ZONE 'Asia/Shanghai' AS tapped_at,
-        make_timestamp(substr(t.previous_local_time, 1, 4)::int, substr(t.previous_local_time, 5, 2)::int, substr(t.previous_local_time, 7, 2)::int,
-          substr(t.previous_local_time, 9, 2)::int, substr(t.previous_local_time, 11, 2)::int, substr(t.previous_local_time, 13, 2)::float8) AT TIME ZONE 'Asia/Shanghai' AS previous_tapped_at
-      FROM t WHERE t.business_date = $1 AND t.expected_fen IS NOT NULL AND t.balance_before_fen <> t.expected_fen
+      SELECT k.*,
+        make_timestamp(substr(k.local_time, 1, 4)::int, substr(k.local_time, 5, 2)::int, substr(k.local_time, 7, 2)::int,
+          substr(k.local_time, 9, 2)::int, substr(k.local_time, 11, 2)::int, substr(k.local_time, 13, 2)::float8) AT TIME ZONE 'Asia/Shanghai' AS tapped_at,
+        make_timestamp(substr(k.previous_local_time, 1, 4)::int, substr(k.previous_local_time, 5, 2)::int, substr(k.previous_local_time, 7, 2)::int,
+          substr(k.previous_local_time, 9, 2)::int, substr(k.previous_local_time, 11, 2)::int, substr(k.previous_local_time, 13, 2)::float8) AT TIME ZONE 'Asia/Shanghai' AS previous_tapped_at
+      FROM pairs k WHERE k.balance_before_fen <> k.expected_fen
     )
     INSERT INTO recon_found (type, source_key, operator_id, terminal_id, card_no, engine_amount_fen, other_amount_fen, details)
     SELECT 'BALANCE_CHAIN_BREAK', 'chain:' || k.batch_no || ':' || k.idx, k.operator_id, k.terminal_id, k.card_no, k.expected_fen, k.balance_before_fen,
