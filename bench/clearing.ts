@@ -2,21 +2,33 @@
  * Clearing benchmark: seed N transactions (default 5,000,000) into one cycle with set-based SQL
  * straight into the ledger (loads, transit taps, QR self-pay payments over 100,000 cards, 200
  * merchants, 20 banks; seeding is timed separately and excluded), then clear the cycle and
- * generate every bank's package. Options: --transactions N --cards N.
- * JSON (last line): clearing_s, package_lines_per_s, rss_mb_growth, transactions.
+ * generate every bank's package.
+ *
+ * Options: --transactions N --cards N
+ *   --template NAME  keep the seeded, uncleared database as NAME and reuse it on the next run
+ *                    with the same NAME (cloned by CREATE DATABASE … TEMPLATE: seeding 5 M
+ *                    transactions takes minutes, a clone seconds); drop it by hand when done
+ *   --keep           keep the cleared database (its name is printed) to EXPLAIN the statements
+ * JSON (last line): clearing_s, package_lines_per_s, rss_mb_growth, transactions, and where the
+ * two cores went: CPU seconds of this process (the engine) and of its Postgres backends, with
+ * the load average before and after (the machine is shared, so noise must be visible).
  */
+import fs from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { createPool, withTx } from '../adapters/postgres/db.ts';
+import pg from 'pg';
+import { createPool, withTx, type Db } from '../adapters/postgres/db.ts';
 import { currentOpenCycle } from '../adapters/postgres/cycles.ts';
+import { migrateUp } from '../adapters/postgres/migrate.ts';
 import { clearCycle } from '../adapters/clearing/run.ts';
 import { Ledger } from '../ledger/index.ts';
-import { benchDatabase, report, rssSampler } from './support.ts';
+import { benchDatabase, report, rssSampler, type BenchDb } from './support.ts';
 
 const { values } = parseArgs({ args: process.argv.slice(3), options: {
   transactions: { type: 'string', default: '5000000' }, cards: { type: 'string', default: '100000' },
+  template: { type: 'string' }, keep: { type: 'boolean', default: false },
 } });
 const transactions = Number(values.transactions);
 const cards = Number(values.cards);
@@ -26,12 +38,168 @@ const seed_chunk = 500_000;
 const business_date = '2026-11-28';
 const before_cutoff = new Date('2026-11-28T02:00:00Z');
 const after_cutoff = new Date('2026-11-28T17:00:00Z');
+/** How often the Postgres backends' CPU is sampled (a backend that exits loses at most this). */
+const cpu_sample_ms = 200;
+const template_name_pattern = /^[a-z_][a-z0-9_]{0,50}$/;
 
 const bdb = await benchDatabase();
-const db = createPool(bdb.url, 4, 'bench-clearing');
+const adminUrl = (() => { const u = new URL(bdb.url); u.pathname = '/postgres'; return u.toString(); })();
 const dataDir = await mkdtemp(path.join(os.tmpdir(), 'bench-clearing-'));
+let target: BenchDb = bdb;
 try {
-  const tSeed = performance.now();
+  let seedS: number | null = null;
+  if (values.template !== undefined) {
+    if (!template_name_pattern.test(values.template)) throw new Error('--template must be a lower-case identifier');
+    const tpl = values.template;
+    if (!(await databaseExists(tpl))) {
+      const s = await seed(bdb.url);
+      seedS = s;
+      await admin(`ALTER DATABASE ${dbName(bdb.url)} RENAME TO ${tpl}`);
+      process.stderr.write(`seeded template ${tpl} in ${s.toFixed(1)} s\n`);
+    } else {
+      await bdb.drop();
+    }
+    const clone = `${tpl}_run`;
+    await admin(`DROP DATABASE IF EXISTS ${clone} WITH (FORCE)`);
+    const tc = performance.now();
+    await admin(`CREATE DATABASE ${clone} TEMPLATE ${tpl}`);
+    const u = new URL(adminUrl); u.pathname = `/${clone}`;
+    target = { url: u.toString(), drop: () => admin(`DROP DATABASE IF EXISTS ${clone} WITH (FORCE)`) };
+    await migrateUp(target.url);
+    process.stderr.write(`cloned ${tpl} in ${((performance.now() - tc) / 1000).toFixed(1)} s\n`);
+  } else {
+    seedS = await seed(bdb.url);
+  }
+
+  const db = createPool(target.url, 4, 'bench-clearing');
+  try {
+    const cycle = await withTx(db, (tx) => currentOpenCycle(tx, before_cutoff, 23 * 60));
+    const load0 = fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+    const pgCpu = backendCpuSampler(db, dbName(target.url));
+    await pgCpu.start();
+    const rss = rssSampler();
+    const rssBefore = process.memoryUsage().rss;
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    let clearedAt = 0;
+    let cpuCleared = cpu0;
+    let pgCleared = 0;
+    const res = await clearCycle({
+      db, ledger: new Ledger(), settings: { centre: { bankCode: '999100000001', accountId: '99910000000100001' }, packagesDir: path.join(dataDir, 'packages'), cutoff: '23:00' },
+      progress: (m) => {
+        if (m.startsWith('cleared ')) { clearedAt = performance.now(); cpuCleared = process.cpuUsage(); pgCleared = pgCpu.sampleMs(); }
+        process.stderr.write(`${m}\n`);
+      },
+    }, cycle.id, 'bench', after_cutoff);
+    const t1 = performance.now();
+    const cpu1 = process.cpuUsage();
+    const pgTotal = pgCpu.stop();
+    rss.stop();
+    const load1 = fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+    if (res.state !== 'PUBLISHED') throw new Error(`cycle ended ${res.state}`);
+    const lines = Number(res.lines);
+    const clearingS = (clearedAt - t0) / 1000;
+    const packagesS = (t1 - clearedAt) / 1000;
+    const cpuS = (a: NodeJS.CpuUsage, b: NodeJS.CpuUsage) => Number(((b.user + b.system - a.user - a.system) / 1e6).toFixed(1));
+    report('clearing', {
+      transactions, lines, seed_s: seedS === null ? 'template' : Number(seedS.toFixed(1)),
+      clearing_s: Number(clearingS.toFixed(1)), packages_s: Number(packagesS.toFixed(1)),
+      package_lines_per_s: Math.round(lines / packagesS), packages: res.packages,
+      rss_mb_growth: Math.max(0, rss.maxMb() - Math.round(rssBefore / 1048576)),
+      clearing_engine_cpu_s: cpuS(cpu0, cpuCleared), clearing_postgres_cpu_s: Number((pgCleared / 1000).toFixed(1)),
+      packages_engine_cpu_s: cpuS(cpuCleared, cpu1), packages_postgres_cpu_s: Number(((pgTotal - pgCleared) / 1000).toFixed(1)),
+      loadavg_before: load0, loadavg_after: load1,
+    });
+  } finally {
+    await db.end();
+  }
+} finally {
+  await rm(dataDir, { recursive: true, force: true });
+  if (values.keep) process.stderr.write(`kept database ${dbName(target.url)}\n`);
+  else await target.drop();
+}
+
+function dbName(url: string): string {
+  return new URL(url).pathname.slice(1);
+}
+
+async function admin(sql: string): Promise<void> {
+  const c = new pg.Client({ connectionString: adminUrl });
+  await c.connect();
+  try { await c.query(sql); } finally { await c.end(); }
+}
+
+async function databaseExists(name: string): Promise<boolean> {
+  const c = new pg.Client({ connectionString: adminUrl });
+  await c.connect();
+  try { return (await c.query(`SELECT 1 FROM pg_database WHERE datname = $1`, [name])).rows.length > 0; } finally { await c.end(); }
+}
+
+/** CPU time (user + system, ms) a process has used so far, from /proc/<pid>/stat; null once it is gone. */
+function cpuMsOf(pid: number): number | null {
+  try {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * (1000 / 100);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * CPU of every backend of the benchmark's database (pool connections and parallel workers),
+ * sampled while the run goes: per pid, the last reading minus the first.
+ */
+function backendCpuSampler(db: Db, datname: string): { start(): Promise<void>; sampleMs(): number; stop(): number } {
+  const first = new Map<number, number>();
+  const last = new Map<number, number>();
+  let timer: NodeJS.Timeout | undefined;
+  let pids: number[] = [];
+  const readAll = () => {
+    for (const pid of pids) {
+      const ms = cpuMsOf(pid);
+      if (ms === null) continue;
+      if (!first.has(pid)) first.set(pid, ms);
+      last.set(pid, ms);
+    }
+  };
+  // A separate connection lists the pids, so the sampler never waits behind the clearing's queries.
+  const lister = new pg.Client({ connectionString: (db as unknown as { options: { connectionString: string } }).options.connectionString });
+  let listing = false;
+  const list = async () => {
+    if (listing) return;
+    listing = true;
+    try {
+      const r = await lister.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, [datname]);
+      pids = r.rows.map((x) => x.pid);
+    } catch { /* ended */ } finally { listing = false; }
+    readAll();
+  };
+  const total = () => { let s = 0; for (const [pid, ms] of last) s += ms - (first.get(pid) ?? ms); return s; };
+  return {
+    async start() {
+      await lister.connect();
+      await db.query('SELECT 1');
+      await list();
+      timer = setInterval(() => { void list(); }, cpu_sample_ms);
+    },
+    sampleMs() { readAll(); return total(); },
+    stop() { readAll(); clearInterval(timer); void lister.end(); return total(); },
+  };
+}
+
+/** Seeds the bench database; returns the seconds it took. */
+async function seed(url: string): Promise<number> {
+  const db = createPool(url, 4, 'bench-clearing-seed');
+  try {
+    const tSeed = performance.now();
+    await seedInto(db);
+    return (performance.now() - tSeed) / 1000;
+  } finally {
+    await db.end();
+  }
+}
+
+async function seedInto(db: Db): Promise<void> {
   await db.query(`INSERT INTO bank (code, name) SELECT lpad((102100000000 + g)::text, 12, '0'), 'Bank ' || g FROM generate_series(1, ${banks_n}) g`);
   await db.query(`INSERT INTO merchant (id, name, kind, is_operator, acquiring_bank, settlement_account)
     SELECT 'M' || g, 'Merchant ' || g, CASE WHEN g <= 20 THEN 'TRANSIT' ELSE 'RETAIL' END, g <= 20,
@@ -47,7 +215,7 @@ try {
     SELECT 'card:62170' || lpad(g::text, 14, '0') || ':purse', 'card', '62170' || lpad(g::text, 14, '0'), 'purse', 'CREDIT', true FROM generate_series(0, ${cards - 1}) g
     UNION ALL SELECT 'merchant:M' || g || ':payable', 'merchant', 'M' || g, 'payable', 'CREDIT', false FROM generate_series(1, ${merchants_n}) g
     UNION ALL SELECT 'bank:' || code || ':clearing', 'bank', code, 'clearing', 'DEBIT', false FROM bank`);
-  const cycle = await withTx(db, (tx) => currentOpenCycle(tx, before_cutoff, 23 * 60));
+  await withTx(db, (tx) => currentOpenCycle(tx, before_cutoff, 23 * 60));
   // Per 20 consecutive transactions of one card: 5 loads of 2,000 fen, 10 taps of ≤ 500, 5 QR
   // self-pay payments, so no purse ever goes negative.
   for (let from = 0; from < transactions; from += seed_chunk) {
@@ -84,32 +252,4 @@ try {
     process.stderr.write(`seeded ${to + 1}/${transactions}\n`);
   }
   await db.query('ANALYZE');
-  const seedS = (performance.now() - tSeed) / 1000;
-
-  const rss = rssSampler();
-  const rssBefore = process.memoryUsage().rss;
-  const t0 = performance.now();
-  let clearedAt = 0;
-  const res = await clearCycle({
-    db, ledger: new Ledger(), settings: { centre: { bankCode: '999100000001', accountId: '99910000000100001' }, packagesDir: path.join(dataDir, 'packages'), cutoff: '23:00' },
-    progress: (m) => {
-      if (m.startsWith('cleared ')) clearedAt = performance.now();
-      process.stderr.write(`${m}\n`);
-    },
-  }, cycle.id, 'bench', after_cutoff);
-  const t1 = performance.now();
-  rss.stop();
-  if (res.state !== 'PUBLISHED') throw new Error(`cycle ended ${res.state}`);
-  const lines = Number(res.lines);
-  const clearingS = (clearedAt - t0) / 1000;
-  const packagesS = (t1 - clearedAt) / 1000;
-  report('clearing', {
-    transactions, lines, seed_s: Number(seedS.toFixed(1)), clearing_s: Number(clearingS.toFixed(1)), packages_s: Number(packagesS.toFixed(1)),
-    package_lines_per_s: Math.round(lines / packagesS), packages: res.packages,
-    rss_mb_growth: Math.max(0, rss.maxMb() - Math.round(rssBefore / 1048576)),
-  });
-} finally {
-  await db.end();
-  await rm(dataDir, { recursive: true, force: true });
-  await bdb.drop();
 }

@@ -6,6 +6,9 @@
  * the bytes this run produced, else publishing stops. The files' rows commit together.
  */
 import { randomBytes } from 'node:crypto';
+import { Readable, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { to as copyTo } from 'pg-copy-streams';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { link, mkdir, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -13,10 +16,13 @@ import {
   buildCamt053,
   buildManifest,
   buildPacs009,
+  DETAIL_CSV_HEADER,
+  DigestPassThrough,
   detailManifestFile,
   digestOf,
   manifestFileOf,
   writeDetailCsv,
+  type DetailCsvSummary,
   type DetailKind,
   type DetailLine,
   type EntryAggregate,
@@ -26,7 +32,8 @@ import { StreamDigest } from '../bankfiles/digest.ts';
 import { DomainError } from '../../engine/errors.ts';
 import { addDays } from '../../engine/clearing/calendar.ts';
 import { withTx, type Db } from '../postgres/db.ts';
-import { plans } from './plans.ts';
+import type { PoolClient } from 'pg';
+import { copyDetailLines, plans } from './plans.ts';
 import type { ClearingSettings } from './settings.ts';
 
 /** Rows fetched from the cursor at a time: big enough to amortise round trips, small in memory. */
@@ -52,15 +59,13 @@ export async function publishPackage(db: Db, settings: ClearingSettings, p: Pack
   const dir = packageDir(settings, p.cycleId, p.bankCode);
   await mkdir(dir, { recursive: true });
   const settlementDate = addDays(p.businessDate, 1);
-  const aggregates = new Map<string, { kind: DetailKind; side: Side; direction: 'PAY' | 'RECEIVE'; count: number; netFen: bigint }>();
 
   const detailTmp = tmpName(dir, 'detail.csv');
   const client = await db.connect();
-  let summary;
+  let written: BankDetailCsv;
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    await client.query(plans.declare_lines_cursor, [p.cycleId, p.bankCode]);
-    summary = await writeDetailCsv(cursorLines(client, aggregates), createWriteStream(detailTmp));
+    written = await writeBankDetailCsv(client, p.cycleId, p.bankCode, createWriteStream(detailTmp));
     await client.query('COMMIT');
   } catch (e) {
     await client.query('ROLLBACK').catch(() => undefined);
@@ -69,6 +74,7 @@ export async function publishPackage(db: Db, settings: ClearingSettings, p: Pack
   } finally {
     client.release();
   }
+  const { summary, aggregates } = written;
   if (summary.controlSums.netPositionFen !== p.netFen || BigInt(summary.lineCount) !== p.lineCount) {
     await unlink(detailTmp).catch(() => undefined);
     throw new DomainError('SETTLEMENT_PACKAGE_INCONSISTENT', 500, 'detail.csv disagrees with the bank position.', {
@@ -111,6 +117,73 @@ export async function publishPackage(db: Db, settings: ClearingSettings, p: Pack
       stored.map((f) => String(f.recordCount)), stored.map((f) => f.sha256Hex), stored.map((f) => f.sm3Hex),
     ]);
   });
+}
+
+type Aggregate = { kind: DetailKind; side: Side; direction: 'PAY' | 'RECEIVE'; count: number; netFen: bigint };
+export interface BankDetailCsv {
+  summary: DetailCsvSummary;
+  /** Per kind, side and direction: camt.053's entries. */
+  aggregates: Map<string, Aggregate>;
+  /** Who encoded the lines: Postgres (COPY) when every line is plain, else the engine's encoder. */
+  encodedBy: 'postgres' | 'engine';
+}
+
+/**
+ * One bank's detail.csv of a cycle into `out`, read in the caller's (repeatable read) transaction.
+ * When every line is plain, Postgres encodes the lines and COPY streams their bytes, so the
+ * engine does no per-line work; otherwise the lines go through the encoder, which also names the
+ * first line it refuses.
+ */
+export async function writeBankDetailCsv(client: PoolClient, cycleId: string, bankCode: string, out: Writable): Promise<BankDetailCsv> {
+  const aggregates = new Map<string, Aggregate>();
+  const sums = await client.query<LineSums>(plans.package_line_sums, [cycleId, bankCode]);
+  if (sums.rows.every((r) => r.plain)) {
+    for (const r of sums.rows) aggregates.set(`${r.kind}/${r.side}/${r.direction}`, { kind: r.kind, side: r.side, direction: r.direction, count: Number(r.n), netFen: r.net_fen });
+    const summary = await writeCopiedDetailCsv(client.query(copyTo(copyDetailLines(cycleId, bankCode))), out, sums.rows);
+    return { summary, aggregates, encodedBy: 'postgres' };
+  }
+  await client.query(plans.declare_lines_cursor, [cycleId, bankCode]);
+  const summary = await writeDetailCsv(cursorLines(client, aggregates), out);
+  return { summary, aggregates, encodedBy: 'engine' };
+}
+
+interface LineSums { kind: DetailKind; side: Side; direction: 'PAY' | 'RECEIVE'; n: bigint; net_fen: bigint; amount_fen: bigint; fee_fen: bigint; plain: boolean }
+
+/**
+ * detail.csv from the bytes of copyDetailLines: the header, then the copied lines as they come,
+ * digested on the way. The control sums are the bank's sums read in the same snapshot; the lines
+ * counted in the bytes must number what those sums count.
+ */
+async function writeCopiedDetailCsv(body: Readable, out: Writable, sums: readonly LineSums[]): Promise<DetailCsvSummary> {
+  let newlines = 0;
+  async function* bytes(): AsyncGenerator<Buffer> {
+    yield Buffer.from(`${DETAIL_CSV_HEADER}\n`, 'utf8');
+    for await (const chunk of body) {
+      const b = chunk as Buffer;
+      for (let i = b.indexOf(10); i !== -1; i = b.indexOf(10, i + 1)) newlines += 1;
+      yield b;
+    }
+  }
+  const digest = new DigestPassThrough();
+  await pipeline(Readable.from(bytes(), { objectMode: false }), digest, out);
+  let lineCount = 0n;
+  const totals = { payFen: 0n, receiveFen: 0n, amountFen: 0n, feeFen: 0n };
+  for (const r of sums) {
+    lineCount += r.n;
+    if (r.direction === 'PAY') totals.payFen += r.net_fen; else totals.receiveFen += r.net_fen;
+    totals.amountFen += r.amount_fen;
+    totals.feeFen += r.fee_fen;
+  }
+  if (BigInt(newlines) !== lineCount) {
+    throw new DomainError('SETTLEMENT_PACKAGE_INCONSISTENT', 500, 'detail.csv has not as many lines as the bank has.', {
+      csv_lines: String(newlines), bank_lines: String(lineCount),
+    });
+  }
+  return {
+    ...digest.result(),
+    lineCount: newlines,
+    controlSums: { ...totals, netPositionFen: totals.receiveFen - totals.payFen },
+  };
 }
 
 function tmpName(dir: string, name: string): string {

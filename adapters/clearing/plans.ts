@@ -5,6 +5,27 @@
  * this SQL and the pure model agree line for line.
  */
 import { clearing_entry_kinds, entry_kind_to_detail } from '../../engine/clearing/kinds.ts';
+import { DETAIL_AMOUNT_FEN_MAX, DETAIL_ID_CHARS_MAX, DETAIL_KINDS } from '../bankfiles/index.ts';
+
+/**
+ * The table of a cycle's lines (its partition of clearing_line once cleared); the same rule as
+ * clearing_line_table_of() in migrations/0013_clearing_speed.sql.
+ */
+export function linesTableOf(cycleId: string): string {
+  if (!/^[A-Za-z0-9]{1,40}$/.test(cycleId)) throw new Error('a cycle id names its lines table: letters and digits only');
+  return `clearing_line_${cycleId.toLowerCase()}`;
+}
+
+/** DDL of a cycle's lines table; identifiers and the literal come from linesTableOf's checked id. */
+export const lines_ddl = {
+  drop: (table: string) => `DROP TABLE IF EXISTS ${table}`,
+  /** Same columns and checks as clearing_line, plus its partition bound as a check so attaching skips a scan. */
+  create: (table: string, cycleId: string) => `
+    CREATE TABLE ${table} (LIKE clearing_line INCLUDING DEFAULTS INCLUDING CONSTRAINTS,
+      CONSTRAINT ${table}_cycle CHECK (cycle_id = ${quote(cycleId)}))`,
+  primary_key: (table: string) => `ALTER TABLE ${table} ADD CONSTRAINT ${table}_pkey PRIMARY KEY (cycle_id, bank_code, entry_id, side)`,
+  attach: (table: string, cycleId: string) => `ALTER TABLE clearing_line ATTACH PARTITION ${table} FOR VALUES IN (${quote(cycleId)})`,
+};
 
 const quote = (s: string) => `'${s.replaceAll("'", "''")}'`;
 const excluded_kinds = `ARRAY[${clearing_entry_kinds.map(quote).join(', ')}]::text[]`;
@@ -13,6 +34,37 @@ const kind_case = `CASE
       WHEN e.kind = 'QR_PAYMENT' AND coalesce(m.kind, em.kind) = 'UTILITY' THEN 'UTILITY_PAYMENT'
       ${Object.entries(entry_kind_to_detail).map(([k, v]) => `WHEN e.kind = ${quote(k)} THEN ${quote(v)}`).join('\n      ')}
       ELSE 'ADJUSTMENT' END`;
+
+/**
+ * detail.csv lines encoded by Postgres, byte for byte as adapters/bankfiles/detail-csv.ts
+ * encodes them (test/settlement-csv-sql.test.ts compares the two on random lines), for lines
+ * that `detail_line_plain` accepts: those pass the encoder's checks, and their id columns hold
+ * no backslash or control character that COPY's text format would escape, so each row COPY
+ * writes is exactly one CSV line and its `\n`. Any other line goes through the encoder itself.
+ */
+const csv_field = (x: string) => `CASE WHEN strpos(${x}, ',') > 0 OR strpos(${x}, '"') > 0 THEN '"' || replace(${x}, '"', '""') || '"' ELSE ${x} END`;
+const detail_line_plain = `(
+  amount_fen BETWEEN 0 AND ${DETAIL_AMOUNT_FEN_MAX} AND fee_fen BETWEEN 0 AND ${DETAIL_AMOUNT_FEN_MAX}
+  AND side IN ('ISSUER', 'ACQUIRER') AND direction IN ('PAY', 'RECEIVE')
+  AND kind IN (${DETAIL_KINDS.map(quote).join(', ')})
+  AND txn_time >= '1000-01-01T00:00:00+08:00' AND txn_time < '10000-01-01T00:00:00+08:00'
+  AND (card_no IS NULL OR card_no = '' OR (octet_length(card_no) BETWEEN 11 AND 19 AND ltrim(card_no, '0123456789') = ''))
+  AND octet_length(txn_id) BETWEEN 1 AND ${DETAIL_ID_CHARS_MAX}
+  AND octet_length(coalesce(merchant_id, '')) <= ${DETAIL_ID_CHARS_MAX} AND octet_length(coalesce(terminal_id, '')) <= ${DETAIL_ID_CHARS_MAX}
+  AND (txn_id || coalesce(merchant_id, '') || coalesce(terminal_id, '')) !~ '[\\\\\\b\\f\\n\\r\\t\\v]')`;
+const detail_line_text = `row_number() OVER (ORDER BY entry_id, side) || ',' || ${csv_field('txn_id')} || ',' || kind || ',' || side || ','
+    || CASE WHEN coalesce(card_no, '') = '' THEN '' ELSE left(card_no, 6) || repeat('*', length(card_no) - 10) || right(card_no, 4) END
+    || ',' || ${csv_field("coalesce(merchant_id, '')")} || ',' || ${csv_field("coalesce(terminal_id, '')")}
+    || ',' || to_char(txn_time AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD"T"HH24:MI:SS"+08:00"')
+    || ',' || amount_fen || ',' || fee_fen || ',' || CASE WHEN side = 'ACQUIRER' THEN amount_fen - fee_fen ELSE amount_fen END
+    || ',' || direction`;
+
+/** COPY takes no parameters: the cycle id and bank code are checked (letters and digits) before they are written in. */
+export function copyDetailLines(cycleId: string, bankCode: string): string {
+  if (!/^[0-9]{12}$/.test(bankCode)) throw new Error('a bank code is 12 digits');
+  linesTableOf(cycleId);
+  return `COPY (SELECT ${detail_line_text} FROM clearing_line WHERE cycle_id = ${quote(cycleId)} AND bank_code = ${quote(bankCode)} ORDER BY entry_id, side) TO STDOUT`;
+}
 
 export const plans = {
   cycle_by_id: `SELECT id, business_date, state, closed_at FROM clearing_cycle WHERE id = $1`,
@@ -27,97 +79,124 @@ export const plans = {
   run_lock: `SELECT pg_advisory_lock(7101, hashtext($1))`,
   run_unlock: `SELECT pg_advisory_unlock(7101, hashtext($1))`,
 
+  /** Entry id range of a business date (the date's entries are cut into chunks by id). */
+  entry_range: `SELECT min(id) AS lo, max(id) AS hi FROM ledger_entry WHERE business_date = $1::date`,
+  /** Whether the cycle's partition of clearing_line exists, and whether it is attached. */
+  lines_table_state: `
+    SELECT c.oid, c.relispartition AS attached FROM pg_class c
+    WHERE c.relname = $1 AND c.relnamespace = current_schema()::regnamespace`,
+
   /**
-   * The detail lines of a cycle: per ledger entry, the net movement on each bank clearing account
-   * (ISSUER) and each merchant payable (ACQUIRER, at the merchant's acquiring bank, with its
-   * fee: round half up — round() of a non-negative numeric — then clamped to min/max).
+   * The detail lines of one chunk of a cycle's entries (ids $3..$4 of business date $2), written
+   * into the cycle's own table $TABLE (not yet a partition of clearing_line): per ledger entry,
+   * the net movement on each bank clearing account (ISSUER) and each merchant payable (ACQUIRER,
+   * at the merchant's acquiring bank, with its fee: round half up — round() of a non-negative
+   * numeric — then clamped to min/max).
+   *
+   * Most entries have one posting: its two legs are on different accounts, so each leg on a bank
+   * clearing or merchant payable account is a line of its own and needs no grouping; only
+   * entries of several postings (a medical split) are summed per account owner. The statement
+   * answers the chunk's totals per bank, side, merchant and direction (the positions, fees and
+   * sweeps are sums of them) and its number of entries with lines.
    */
-  insert_lines: `
-    WITH legs AS (
-      SELECT p.entry_id, l.account_id, l.amt
-      FROM ledger_entry e
-      JOIN ledger_posting p ON p.entry_id = e.id
-      CROSS JOIN LATERAL (VALUES (p.debit_account_id, -p.amount_fen), (p.credit_account_id, p.amount_fen)) AS l(account_id, amt)
-      WHERE e.business_date = $2::date AND e.kind <> ALL (${excluded_kinds})
-    ), acct AS (
+  insert_lines_chunk: `
+    WITH rel AS (
       SELECT id, owner_type, owner_id FROM ledger_account
       WHERE (owner_type = 'bank' AND purpose = 'clearing') OR (owner_type = 'merchant' AND purpose = 'payable')
-    ), agg AS (
-      SELECT legs.entry_id, a.owner_type, a.owner_id, sum(legs.amt)::bigint AS delta
-      FROM legs JOIN acct a ON a.id = legs.account_id
-      GROUP BY legs.entry_id, a.owner_type, a.owner_id
-      HAVING sum(legs.amt) <> 0
+    ), multi AS (
+      SELECT DISTINCT entry_id FROM ledger_posting WHERE entry_id BETWEEN $3 AND $4 AND line_no > 0
+    ), legs AS (
+      SELECT p.entry_id, a.owner_type, a.owner_id, -p.amount_fen AS delta
+      FROM ledger_posting p JOIN rel a ON a.id = p.debit_account_id
+      WHERE p.entry_id BETWEEN $3 AND $4 AND p.line_no = 0 AND NOT EXISTS (SELECT 1 FROM multi WHERE multi.entry_id = p.entry_id)
+      UNION ALL
+      SELECT p.entry_id, a.owner_type, a.owner_id, p.amount_fen
+      FROM ledger_posting p JOIN rel a ON a.id = p.credit_account_id
+      WHERE p.entry_id BETWEEN $3 AND $4 AND p.line_no = 0 AND NOT EXISTS (SELECT 1 FROM multi WHERE multi.entry_id = p.entry_id)
+      UNION ALL
+      SELECT p.entry_id, a.owner_type, a.owner_id, sum(l.amt)::bigint
+      FROM ledger_posting p JOIN multi ON multi.entry_id = p.entry_id
+      CROSS JOIN LATERAL (VALUES (p.debit_account_id, -p.amount_fen), (p.credit_account_id, p.amount_fen)) AS l(account_id, amt)
+      JOIN rel a ON a.id = l.account_id
+      WHERE p.entry_id BETWEEN $3 AND $4
+      GROUP BY p.entry_id, a.owner_type, a.owner_id
+      HAVING sum(l.amt) <> 0
     ), sched AS (
       SELECT DISTINCT ON (merchant_id) merchant_id, rate, min_fen, max_fen
       FROM merchant_fee_schedule WHERE effective_from <= $2::date
       ORDER BY merchant_id, effective_from DESC
+    ), ins AS (
+      INSERT INTO $TABLE (cycle_id, bank_code, entry_id, side, kind, txn_id, card_no, merchant_id, terminal_id,
+                          txn_time, amount_fen, fee_fen, direction)
+      SELECT $1, CASE WHEN agg.owner_type = 'bank' THEN agg.owner_id ELSE m.acquiring_bank END, agg.entry_id,
+        CASE WHEN agg.owner_type = 'bank' THEN 'ISSUER' ELSE 'ACQUIRER' END,
+        ${kind_case},
+        coalesce(e.metadata->>'payment_id', e.metadata->>'load_id', e.metadata->>'disbursement_id', 'E' || e.id::text)
+          || CASE WHEN e.kind = 'REFUND' THEN coalesce('/' || (e.metadata->>'refund'), '') ELSE '' END,
+        CASE
+          WHEN e.kind = 'TRANSIT_TAP' THEN split_part(e.idem_key, ':', 2)
+          WHEN e.kind = 'CARD_CANCEL_REFUND' THEN split_part(e.idem_key, ':', 2)
+          ELSE coalesce(e.metadata->>'card_no', ep.card_no) END,
+        CASE WHEN agg.owner_type = 'merchant' THEN agg.owner_id ELSE em.id END,
+        coalesce(t.terminal_id, ep.terminal_id),
+        e.posted_at, abs(agg.delta),
+        CASE WHEN agg.owner_type = 'merchant' AND agg.delta > 0 AND s.rate IS NOT NULL
+             THEN least(greatest(round(agg.delta * s.rate), s.min_fen), s.max_fen)::bigint ELSE 0 END,
+        CASE WHEN agg.delta > 0 THEN 'RECEIVE' ELSE 'PAY' END
+      FROM legs agg
+      JOIN ledger_entry e ON e.id = agg.entry_id AND e.id BETWEEN $3 AND $4
+        AND e.business_date = $2::date AND e.kind <> ALL (${excluded_kinds})
+      LEFT JOIN merchant m ON agg.owner_type = 'merchant' AND m.id = agg.owner_id
+      LEFT JOIN sched s ON agg.owner_type = 'merchant' AND s.merchant_id = agg.owner_id
+      LEFT JOIN payment ep ON e.kind IN ('QR_PAYMENT', 'REFUND') AND ep.id = e.metadata->>'payment_id'
+      LEFT JOIN merchant em ON agg.owner_type = 'bank' AND e.kind IN ('QR_PAYMENT', 'REFUND')
+        AND em.id = coalesce(ep.merchant_id, e.metadata->>'merchant_id')
+      -- A tap's entry key is 'tap:' card ':' counter ':' type (adapters/ingest/pipeline.ts, tapEntryKey):
+      -- matching the whole key hashes the entry's key as it is, with nothing parsed per line.
+      LEFT JOIN tap_record t ON e.kind = 'TRANSIT_TAP' AND t.outcome = 'ACCEPTED'
+        AND e.idem_key = 'tap:' || t.card_no || ':' || t.card_counter::text || ':' || t.txn_type::text
+      -- Written bank by bank, in the order of its package: a bank's lines fill pages of their own,
+      -- so publishing a package reads only its pages (not every page once per bank).
+      ORDER BY 2, 3, 4
+      RETURNING bank_code, side, merchant_id, direction, amount_fen, fee_fen, entry_id
     )
-    INSERT INTO clearing_line (cycle_id, bank_code, entry_id, side, kind, txn_id, card_no, merchant_id, terminal_id,
-                               txn_time, amount_fen, fee_fen, direction)
-    SELECT $1, CASE WHEN agg.owner_type = 'bank' THEN agg.owner_id ELSE m.acquiring_bank END, agg.entry_id,
-      CASE WHEN agg.owner_type = 'bank' THEN 'ISSUER' ELSE 'ACQUIRER' END,
-      ${kind_case},
-      coalesce(e.metadata->>'payment_id', e.metadata->>'load_id', e.metadata->>'disbursement_id', 'E' || e.id::text)
-        || CASE WHEN e.kind = 'REFUND' THEN coalesce('/' || (e.metadata->>'refund'), '') ELSE '' END,
-      CASE
-        WHEN e.kind = 'TRANSIT_TAP' THEN split_part(e.idem_key, ':', 2)
-        WHEN e.kind = 'CARD_CANCEL_REFUND' THEN split_part(e.idem_key, ':', 2)
-        ELSE coalesce(e.metadata->>'card_no', ep.card_no) END,
-      CASE WHEN agg.owner_type = 'merchant' THEN agg.owner_id ELSE em.id END,
-      coalesce(t.terminal_id, ep.terminal_id),
-      e.posted_at, abs(agg.delta),
-      CASE WHEN agg.owner_type = 'merchant' AND agg.delta > 0 AND s.rate IS NOT NULL
-           THEN least(greatest(round(agg.delta * s.rate), s.min_fen), s.max_fen)::bigint ELSE 0 END,
-      CASE WHEN agg.delta > 0 THEN 'RECEIVE' ELSE 'PAY' END
-    FROM agg
-    JOIN ledger_entry e ON e.id = agg.entry_id
-    LEFT JOIN merchant m ON agg.owner_type = 'merchant' AND m.id = agg.owner_id
-    LEFT JOIN sched s ON agg.owner_type = 'merchant' AND s.merchant_id = agg.owner_id
-    LEFT JOIN payment ep ON e.kind IN ('QR_PAYMENT', 'REFUND') AND ep.id = e.metadata->>'payment_id'
-    LEFT JOIN merchant em ON agg.owner_type = 'bank' AND e.kind IN ('QR_PAYMENT', 'REFUND')
-      AND em.id = coalesce(ep.merchant_id, e.metadata->>'merchant_id')
-    LEFT JOIN tap_record t ON e.kind = 'TRANSIT_TAP' AND t.outcome = 'ACCEPTED'
-      AND t.card_no = split_part(e.idem_key, ':', 2)
-      AND t.card_counter = CASE WHEN e.kind = 'TRANSIT_TAP' AND split_part(e.idem_key, ':', 3) ~ '^[0-9]{1,18}$'
-                                THEN split_part(e.idem_key, ':', 3)::bigint END
-      AND t.txn_type = CASE WHEN e.kind = 'TRANSIT_TAP' AND split_part(e.idem_key, ':', 4) ~ '^[0-9]{1,4}$'
-                            THEN split_part(e.idem_key, ':', 4)::smallint END`,
+    SELECT bank_code, side, merchant_id, direction, count(*)::bigint AS n, sum(amount_fen)::bigint AS amount_fen,
+      sum(fee_fen)::bigint AS fee_fen, NULL::bigint AS entries
+    FROM ins GROUP BY bank_code, side, merchant_id, direction
+    UNION ALL
+    SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, count(DISTINCT entry_id)::bigint FROM ins`,
 
-  /** Fee and sweep per merchant, from its ACQUIRER lines. */
-  merchant_totals: `
-    SELECT merchant_id, bank_code, sum(fee_fen)::bigint AS fee_fen,
-      sum(CASE WHEN direction = 'RECEIVE' THEN amount_fen - fee_fen ELSE -amount_fen END)::bigint AS sweep_fen
-    FROM clearing_line WHERE cycle_id = $1 AND side = 'ACQUIRER'
-    GROUP BY merchant_id, bank_code ORDER BY merchant_id`,
-
-  /** Every bank gets a position (and a package), zero when it had no lines. */
+  /**
+   * Every bank gets a position (and a package), zero when it had no lines; the figures are the
+   * sums of the chunks' totals ($2.. arrays by bank).
+   */
   insert_positions: `
     INSERT INTO clearing_position (cycle_id, bank_code, line_count, pay_fen, receive_fen, fee_fen, net_fen, created_at)
     SELECT $1, b.code, coalesce(x.n, 0), coalesce(x.pay, 0), coalesce(x.recv, 0), coalesce(x.fee, 0),
-           coalesce(x.recv, 0) - coalesce(x.pay, 0), $2
-    FROM bank b LEFT JOIN (
-      SELECT bank_code, count(*) AS n, sum(fee_fen)::bigint AS fee,
-        sum(CASE WHEN direction = 'PAY' THEN CASE WHEN side = 'ACQUIRER' THEN amount_fen - fee_fen ELSE amount_fen END ELSE 0 END)::bigint AS pay,
-        sum(CASE WHEN direction = 'RECEIVE' THEN CASE WHEN side = 'ACQUIRER' THEN amount_fen - fee_fen ELSE amount_fen END ELSE 0 END)::bigint AS recv
-      FROM clearing_line WHERE cycle_id = $1 GROUP BY bank_code) x ON x.bank_code = b.code
+           coalesce(x.recv, 0) - coalesce(x.pay, 0), $7
+    FROM bank b LEFT JOIN unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[]) AS x(bank_code, n, pay, recv, fee)
+      ON x.bank_code = b.code
     RETURNING bank_code, line_count, pay_fen, receive_fen, fee_fen, net_fen`,
 
   /**
-   * Net movement of every bank clearing and merchant payable account over the cycle's entries,
-   * the clearing's own fees and sweeps included (settlements excluded): after the sweep each
-   * merchant's is zero and each bank's equals its position; the rest of the ledger (the
-   * centre's accounts) moved by exactly minus their sum.
+   * Net movement of every bank clearing and merchant payable account over the entries $2..$3 of
+   * business date $1, the clearing's own fees and sweeps included (settlements excluded): over
+   * the whole date, after the sweep each merchant's is zero and each bank's equals its position;
+   * the rest of the ledger (the centre's accounts) moved by exactly minus their sum. Read from
+   * the postings independently of the lines, so the two derivations check each other.
    */
   account_movements: `
-    SELECT a.owner_type, a.owner_id, sum(l.amt)::bigint AS delta
-    FROM ledger_entry e
-    JOIN ledger_posting p ON p.entry_id = e.id
-    CROSS JOIN LATERAL (VALUES (p.debit_account_id, -p.amount_fen), (p.credit_account_id, p.amount_fen)) AS l(account_id, amt)
-    JOIN ledger_account a ON a.id = l.account_id
+    WITH moved AS (
+      -- One pass over the postings: per debited and per credited account (two grouping sets).
+      SELECT p.debit_account_id, p.credit_account_id, grouping(p.debit_account_id) AS credit_side, sum(p.amount_fen) AS amt
+      FROM ledger_posting p JOIN ledger_entry e ON e.id = p.entry_id
+      WHERE p.entry_id BETWEEN $2 AND $3 AND e.id BETWEEN $2 AND $3 AND e.business_date = $1::date AND e.kind <> 'SETTLEMENT'
+      GROUP BY GROUPING SETS ((p.debit_account_id), (p.credit_account_id))
+    )
+    SELECT a.owner_type, a.owner_id, sum(CASE WHEN m.credit_side = 1 THEN m.amt ELSE -m.amt END)::bigint AS delta
+    FROM moved m JOIN ledger_account a ON a.id = CASE WHEN m.credit_side = 1 THEN m.credit_account_id ELSE m.debit_account_id END
       AND ((a.owner_type = 'bank' AND a.purpose = 'clearing') OR (a.owner_type = 'merchant' AND a.purpose = 'payable'))
-    WHERE e.business_date = $1::date AND e.kind <> 'SETTLEMENT'
     GROUP BY a.owner_type, a.owner_id`,
-  count_transactions: `SELECT count(DISTINCT entry_id)::bigint AS n, count(*)::bigint AS lines FROM clearing_line WHERE cycle_id = $1`,
   insert_summary: `
     INSERT INTO clearing_summary (cycle_id, transactions, lines, banks_net_fen, centre_net_fen, fees_fen, created_at, actor)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (cycle_id) DO NOTHING`,
@@ -131,6 +210,15 @@ export const plans = {
 
   // ---- packages -------------------------------------------------------------------------------
   package_exists: `SELECT id FROM settlement_package WHERE bank_code = $1 AND cycle_id = $2`,
+  /**
+   * A bank's lines by kind, side and direction (camt.053's entries and detail.csv's control
+   * sums), and whether every line is plain enough for Postgres to encode (copyDetailLines).
+   */
+  package_line_sums: `
+    SELECT kind, side, direction, count(*)::bigint AS n,
+      sum(CASE WHEN side = 'ACQUIRER' THEN amount_fen - fee_fen ELSE amount_fen END)::bigint AS net_fen,
+      sum(amount_fen)::bigint AS amount_fen, sum(fee_fen)::bigint AS fee_fen, bool_and(${detail_line_plain}) AS plain
+    FROM clearing_line WHERE cycle_id = $1 AND bank_code = $2 GROUP BY kind, side, direction`,
   declare_lines_cursor: `
     DECLARE detail_lines NO SCROLL CURSOR FOR
     SELECT txn_id, kind, side, coalesce(card_no, ''), coalesce(merchant_id, ''), coalesce(terminal_id, ''),
