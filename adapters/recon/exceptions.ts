@@ -147,6 +147,9 @@ function checkFilter(f: ExceptionFilter): void {
   if (f.type !== undefined && !(exception_types as readonly string[]).includes(f.type)) throw badRequest('FILTER_INVALID', `type must be one of ${exception_types.join(', ')}.`);
   if (!Number.isInteger(f.limit) || f.limit < 1 || f.limit > exception_list_page_max) throw badRequest('FILTER_INVALID', `limit must be 1..${exception_list_page_max}.`);
   if (f.cursor !== undefined && f.cursor !== null && !/^[0-9]{1,19}$/.test(f.cursor)) throw badRequest('CURSOR_INVALID', 'Malformed cursor.');
+  if (f.businessDate !== undefined && !/^[0-9]{4}-[0-9]{2}-[0-9]{2}$/.test(f.businessDate)) throw badRequest('FILTER_INVALID', 'businessDate must be YYYY-MM-DD.');
+  if (f.bankCode !== undefined && !/^[0-9]{12}$/.test(f.bankCode)) throw badRequest('FILTER_INVALID', 'bankCode must be 12 digits.');
+  if (f.cycleId !== undefined && !/^CYC[0-9]{8}$/.test(f.cycleId)) throw badRequest('FILTER_INVALID', 'cycleId must be CYCyyyymmdd.');
 }
 
 /** Oldest first (by id), `limit` per page; `nextCursor` is null on the last page. */
