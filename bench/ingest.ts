@@ -17,9 +17,9 @@
  * Options: --duration S (30) --connections N (4) --batch N (1000) --cards N (100000)
  *          --terminals N (2000) --pattern sequential|random
  *          --cpu-prof-dir DIR (write a V8 CPU profile of the engine process there)
- *          --ledger-fillfactor N (experiment, off by default: the ledger's migration leaves
- *            ledger_account at fillfactor 100, so almost no balance update is HOT and each one
- *            writes three index entries; this shows what fillfactor N would change. Reported.)
+ *          --ledger-fillfactor N (experiment, off by default: migration 0015 sets ledger_account
+ *            to fillfactor 80 so balance updates are HOT; this tries another value, the table
+ *            rewritten before the run. Reported.)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
