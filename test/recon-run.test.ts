@@ -41,6 +41,7 @@ const planted: Partial<Record<ExceptionType, string[]>> = {};
 const bank_a = banks[0];
 const bank_b = banks[1];
 const bank_silent = banks[2];
+let latestUpload = '';
 
 function post(url: string, token: string, payload?: unknown, contentType = 'application/json') {
   return app.inject({ method: 'POST', url, headers: { ...bearer(token), 'content-type': contentType }, payload: payload === undefined ? {} : (payload as string) });
@@ -171,6 +172,7 @@ beforeAll(async () => {
       { terminal_id: term(4), tap_count: 1, amount_fen: '100' }, { terminal_id: term(5), tap_count: 4, amount_fen: 800 },
     ] }));
   expect(latest.statusCode, latest.body).toBe(201);
+  latestUpload = latest.json().upload_id;
 }, 120_000);
 
 afterAll(async () => {
@@ -357,7 +359,9 @@ describe('the exceptions workflow', () => {
     expect(unknown.sources.engine_lines).toEqual([]);
     expect(unknown.sources.bank_lines.map((l: { txn_id: string }) => l.txn_id)).toEqual(['BANKONLY-1']);
     const op = (await get(`/v1/exceptions/${(await db.pool.query(`SELECT id FROM recon_exception WHERE source_key = $1`, [`OPA:${term(2)}:${test_date}`])).rows[0].id.toString().replace(/^/, 'exc_')}`, tok.finance)).json();
-    expect(op.sources.operator_totals).toMatchObject({ operator: { tap_count: '2', amount_fen: '310' }, engine: { tap_count: '2', amount_fen: '300' } });
+    expect(op.sources.operator_totals).toMatchObject({ upload_id: latestUpload, operator: { tap_count: '2', amount_fen: '310' }, engine: { tap_count: '2', amount_fen: '300' } });
+    const clone = (await get(`/v1/exceptions/${await idOf('CLONE_SUSPECT')}`, tok.finance)).json();
+    expect(clone.details).toMatchObject({ case_id: `case_${clone.source_key.split(':')[1]}`, risk_kind: 'CLONE_SUSPECT', batch_id: 'RC-2' });
     expect((await get('/v1/exceptions/exc_999999', tok.finance)).statusCode).toBe(404);
   });
 

@@ -170,10 +170,10 @@ function idsOf(details: Record<string, unknown>, key: string): string[] {
 async function sourcesOf(db: Queryable, x: ExceptionRow): Promise<ExceptionSources> {
   const out: ExceptionSources = { engine_lines: [], bank_lines: [], operator_totals: null };
   if (x.type === 'OPERATOR_TOTAL_MISMATCH' && x.cycle_id !== null && x.operator_id !== null) {
-    const uploadId = typeof x.details.upload_id === 'string' ? x.details.upload_id : null;
+    const uploadId = typeof x.details.upload_id === 'string' && /^otu_[0-9]{1,19}$/.test(x.details.upload_id) ? x.details.upload_id : null;
     const [u, e] = await Promise.all([
       uploadId === null ? Promise.resolve({ rows: [] as { tap_count: bigint; amount_fen: bigint }[] })
-        : db.query<{ tap_count: bigint; amount_fen: bigint }>(plans.operator_line_of, [uploadId, x.terminal_id ?? '']),
+        : db.query<{ tap_count: bigint; amount_fen: bigint }>(plans.operator_line_of, [uploadId.slice(4), x.terminal_id ?? '']),
       db.query<{ tap_count: bigint; amount_fen: bigint }>(plans.engine_taps_of_terminal, [x.cycle_id, x.operator_id, x.terminal_id ?? '']),
     ]);
     out.operator_totals = {

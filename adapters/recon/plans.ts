@@ -120,7 +120,7 @@ export const plans = {
     SELECT 'OPERATOR_TOTAL_MISMATCH', coalesce(ol.operator_id, el.operator_id) || ':' || coalesce(ol.terminal_id, el.terminal_id) || ':' || $2::date::text,
       coalesce(ol.operator_id, el.operator_id), nullif(coalesce(ol.terminal_id, el.terminal_id), ''), el.amount_fen, ol.amount_fen,
       jsonb_strip_nulls(jsonb_build_object(
-        'upload_id', coalesce(ol.upload_id, (SELECT id FROM up WHERE up.operator_id = el.operator_id))::text,
+        'upload_id', 'otu_' || coalesce(ol.upload_id, (SELECT id FROM up WHERE up.operator_id = el.operator_id))::text,
         'operator_tap_count', ol.tap_count::text, 'operator_amount_fen', ol.amount_fen::text,
         'engine_tap_count', coalesce(el.tap_count, 0)::text, 'engine_amount_fen', coalesce(el.amount_fen, 0)::text))
     FROM ol FULL JOIN el ON el.operator_id = ol.operator_id AND el.terminal_id = ol.terminal_id
@@ -133,7 +133,7 @@ export const plans = {
     INSERT INTO recon_found (type, source_key, operator_id, terminal_id, card_no, other_amount_fen, details)
     SELECT CASE rc.kind WHEN 'CLONE_SUSPECT' THEN 'CLONE_SUSPECT' ELSE 'SUSPENSE_SHORTFALL' END, 'risk_case:' || rc.id,
       rc.merchant_id, rc.terminal_id, rc.card_no, rc.amount_fen,
-      jsonb_build_object('risk_case_id', rc.id::text, 'risk_kind', rc.kind, 'batch_id', b.batch_id, 'risk_state', rc.state)
+      jsonb_build_object('case_id', 'case_' || rc.id, 'risk_kind', rc.kind, 'batch_id', b.batch_id, 'risk_state', rc.state)
     FROM risk_case rc
     JOIN tap_batch b ON b.operator_id = rc.merchant_id AND b.batch_id = rc.details->>'batch_id'
     WHERE rc.kind IN ('CLONE_SUSPECT', 'PURSE_SHORTFALL') AND b.cycle_id = $1`,
