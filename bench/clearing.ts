@@ -80,6 +80,7 @@ try {
     const rss = rssSampler();
     const rssBefore = process.memoryUsage().rss;
     const cpu0 = process.cpuUsage();
+    const cpuS = (a: NodeJS.CpuUsage, b: NodeJS.CpuUsage) => Number(((b.user + b.system - a.user - a.system) / 1e6).toFixed(1));
     const t0 = performance.now();
     let clearedAt = 0;
     let cpuCleared = cpu0;
@@ -88,7 +89,7 @@ try {
       db, ledger: new Ledger(), settings: { centre: { bankCode: '999100000001', accountId: '99910000000100001' }, packagesDir: path.join(dataDir, 'packages'), cutoff: '23:00' },
       progress: (m) => {
         if (m.startsWith('cleared ')) { clearedAt = performance.now(); cpuCleared = process.cpuUsage(); pgCleared = pgCpu.sampleMs(); }
-        process.stderr.write(`${m}\n`);
+        process.stderr.write(`${m}  [postgres cpu ${(pgCpu.sampleMs() / 1000).toFixed(1)} s, engine cpu ${cpuS(cpu0, process.cpuUsage())} s]\n`);
       },
     }, cycle.id, 'bench', after_cutoff);
     const t1 = performance.now();
@@ -100,7 +101,6 @@ try {
     const lines = Number(res.lines);
     const clearingS = (clearedAt - t0) / 1000;
     const packagesS = (t1 - clearedAt) / 1000;
-    const cpuS = (a: NodeJS.CpuUsage, b: NodeJS.CpuUsage) => Number(((b.user + b.system - a.user - a.system) / 1e6).toFixed(1));
     report('clearing', {
       transactions, lines, seed_s: seedS === null ? 'template' : Number(seedS.toFixed(1)),
       clearing_s: Number(clearingS.toFixed(1)), packages_s: Number(packagesS.toFixed(1)),
