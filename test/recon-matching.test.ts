@@ -13,6 +13,7 @@ import {
 } from '../engine/recon/index.ts';
 import { DomainError } from '../engine/errors.ts';
 import { freshDatabase, type TestDb } from './support/db.ts';
+import { fundPurses, seedTransit, shanghaiLocalTime } from './support/transit-fixtures.ts';
 
 describe('the pure model', () => {
   const g = (amounts: bigint[], rejected = 0) => ({ n: amounts.length, min: amounts.reduce((a, b) => (b < a ? b : a)), max: amounts.reduce((a, b) => (b > a ? b : a)), sum: amounts.reduce((a, b) => a + b, 0n), rejected });
@@ -106,6 +107,13 @@ describe('the run\'s SQL agrees with the model', () => {
     // Card y chains well across the two days.
     await db.pool.query(tapRow, [900001, 2, y, 1, 50, 500, 4, '20240601100000', '2024-06-01']);
     await db.pool.query(tapRow, [900002, 1, y, 2, 50, 450, 5, '20240602100000', day]);
+    // Card z jumps from 900 left to 5000, but a purse load was posted between its two taps.
+    const z = '6217060000000000903';
+    const now = Date.now();
+    await db.pool.query(tapRow, [900001, 3, z, 1, 100, 1000, 6, shanghaiLocalTime(now - 3_600_000), '2024-06-01']);
+    await db.pool.query(tapRow, [900002, 2, z, 2, 100, 5000, 7, shanghaiLocalTime(now + 60_000), day]);
+    await seedTransit(db.pool, { cards: [{ cardNo: z }] });
+    await fundPurses(db.pool, [{ cardNo: z, amountFen: 4100n }], day);
     await reconcileCycle({ db: db.pool, now: () => new Date() }, cycle, { keyId: 'test', role: 'finance' });
     const breaks = (await db.pool.query(`SELECT source_key, card_no, engine_amount_fen, other_amount_fen, details FROM recon_exception WHERE type = 'BALANCE_CHAIN_BREAK' AND cycle_id = $1`, [cycle])).rows;
     // 1 → 2 chains (900); 2 leaves 800 but 3 (accepted a day earlier) claims 700.

@@ -260,11 +260,7 @@ export async function commentOnException(deps: ReconDeps, ref: ExceptionRef, not
   await withTx(deps.db, async (tx) => {
     const x = await lockException(tx, id);
     checkCommentable(x.state);
-    await tx.query(plans.insert_event, [String(id), 'COMMENTED', null, null, text, actor.keyId, now]);
-    await appendAudit(tx, [{
-      at: now, actor: actor.keyId, role: actor.role, purpose: null, action: 'RECON_EXCEPTION_COMMENTED', subject: `recon_exception:${exceptionIdText(id)}`,
-      fields: [], details: { type: x.type, source_key: x.source_key },
-    }]);
+    await record(tx, x, 'COMMENTED', null, null, text, actor, now, {});
   });
   return getException(deps.db, id, now);
 }

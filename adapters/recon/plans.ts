@@ -3,6 +3,10 @@
  * join, never a query per line), operator totals, and the exceptions workflow. The matching rules
  * are engine/recon/matching.ts's; test/recon-run.test.ts checks this SQL and the pure model agree.
  */
+/** The instant of a terminal's Shanghai wall-clock `YYYYMMDDhhmmss` (TRANSIT-BATCH.md local_time). */
+const shanghaiInstant = (column: string) => `make_timestamp(substr(${column}, 1, 4)::int, substr(${column}, 5, 2)::int,
+  substr(${column}, 7, 2)::int, substr(${column}, 9, 2)::int, substr(${column}, 11, 2)::int, substr(${column}, 13, 2)::float8) AT TIME ZONE 'Asia/Shanghai'`;
+
 const exception_columns = `
   x.id, x.type, x.source_key, x.cycle_id, x.business_date, x.bank_code, x.operator_id, x.terminal_id, x.txn_id, x.card_no,
   x.engine_amount_fen, x.other_amount_fen, x.details, x.state, x.assignee, x.resolution, x.resolution_note, x.opened_at,
@@ -174,10 +178,7 @@ export const plans = {
       WHERE n.business_date < $1
     ), breaks AS (
       SELECT k.*,
-        make_timestamp(substr(k.local_time, 1, 4)::int, substr(k.local_time, 5, 2)::int, substr(k.local_time, 7, 2)::int,
-          substr(k.local_time, 9, 2)::int, substr(k.local_time, 11, 2)::int, substr(k.local_time, 13, 2)::float8) AT TIME ZONE 'Asia/Shanghai' AS tapped_at,
-        make_timestamp(substr(k.previous_local_time, 1, 4)::int, substr(k.previous_local_time, 5, 2)::int, substr(k.previous_local_time, 7, 2)::int,
-          substr(k.previous_local_time, 9, 2)::int, substr(k.previous_local_time, 11, 2)::int, substr(k.previous_local_time, 13, 2)::float8) AT TIME ZONE 'Asia/Shanghai' AS previous_tapped_at
+        ${shanghaiInstant('k.local_time')} AS tapped_at, ${shanghaiInstant('k.previous_local_time')} AS previous_tapped_at
       FROM pairs k WHERE k.balance_before_fen <> k.expected_fen
     )
     INSERT INTO recon_found (type, source_key, operator_id, terminal_id, card_no, engine_amount_fen, other_amount_fen, details)

@@ -62,11 +62,15 @@ function terminalOf(value: unknown, line: number): string {
   return value;
 }
 
-function finish(businessDate: string, lines: OperatorTotalLine[]): OperatorTotals {
-  if (lines.length === 0) throw invalid('OPERATOR_TOTALS_EMPTY', 'An upload lists at least one terminal.');
-  if (lines.length > operator_total_lines_max) {
+/** Checked before any line is: a file of a million lines is refused without reading them. */
+function checkLineCount(n: number): void {
+  if (n > operator_total_lines_max) {
     throw invalid('OPERATOR_TOTALS_TOO_MANY_LINES', `An upload lists at most ${operator_total_lines_max} terminals.`, { lines_max: operator_total_lines_max });
   }
+}
+
+function finish(businessDate: string, lines: OperatorTotalLine[]): OperatorTotals {
+  if (lines.length === 0) throw invalid('OPERATOR_TOTALS_EMPTY', 'An upload lists at least one terminal.');
   const seen = new Map<string, number>();
   lines.forEach((l, i) => {
     const first = seen.get(l.terminalId);
@@ -83,9 +87,7 @@ function finish(businessDate: string, lines: OperatorTotalLine[]): OperatorTotal
  * physical line numbers for messages. One business date per file.
  */
 export function checkCsvRecords(records: readonly { fields: readonly string[]; line: number }[]): OperatorTotals {
-  if (records.length > operator_total_lines_max) {
-    throw invalid('OPERATOR_TOTALS_TOO_MANY_LINES', `An upload lists at most ${operator_total_lines_max} terminals.`, { lines_max: operator_total_lines_max });
-  }
+  checkLineCount(records.length);
   let date: string | null = null;
   const lines: OperatorTotalLine[] = [];
   for (const r of records) {
@@ -113,9 +115,7 @@ export function checkJsonDocument(doc: unknown, operatorId: string): OperatorTot
   if (o.operator_id !== operatorId) throw invalid('OPERATOR_TOTALS_OPERATOR_MISMATCH', 'operator_id must be the operator the key acts for.');
   const date = checkBusinessDate(o.business_date);
   if (!Array.isArray(o.terminals)) throw invalid('OPERATOR_TOTALS_MALFORMED', 'terminals must be an array.');
-  if (o.terminals.length > operator_total_lines_max) {
-    throw invalid('OPERATOR_TOTALS_TOO_MANY_LINES', `An upload lists at most ${operator_total_lines_max} terminals.`, { lines_max: operator_total_lines_max });
-  }
+  checkLineCount(o.terminals.length);
   const lines = o.terminals.map((t: unknown, i: number) => {
     const line = i + 1;
     if (typeof t !== 'object' || t === null || Array.isArray(t)) throw invalid('OPERATOR_TOTALS_MALFORMED', `Terminal ${line} must be an object.`, { line });
