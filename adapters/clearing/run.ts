@@ -175,6 +175,8 @@ async function buildLines(db: Db, cycle: CycleRow, progress: (m: string) => void
   await withSession(db, [`SET maintenance_work_mem = '${clearing_index_mem}'`, `SET max_parallel_maintenance_workers = ${clearing_workers_max}`,
     `SET statement_timeout = ${clearing_timeout_ms}`], (c) => c.query(lines_ddl.primary_key(table)));
   progress(`  lines: primary key in ${seconds(tk, performance.now())} s`);
+  // Statistics for the plans of everything that reads the cycle's lines (packages, returns, reconciliation).
+  await db.query(lines_ddl.analyze(table));
   return built;
 }
 
