@@ -15,6 +15,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildPacs002 } from '../adapters/bankfiles/index.ts';
+import { reconcilePending } from '../adapters/recon/run.ts';
 import { exception_types, matchBankLines, type ExceptionType } from '../engine/recon/index.ts';
 import { Ledger } from '../ledger/index.ts';
 import { freshDatabase, type TestDb } from './support/db.ts';
@@ -297,6 +298,22 @@ describe('a reconciliation run', () => {
     expect(none.code).toBe(1);
     expect(none.stderr).toContain('CYCLE_NOT_FOUND');
   }, 120_000);
+
+  it('reconciles pending cycles: only those that received a return or totals since their last run', async () => {
+    const deps = { db: db.pool, now: clock.now };
+    const actor = { keyId: 'scheduler', role: 'finance' };
+    // The command-line run just now saw everything uploaded so far.
+    expect(await reconcilePending(deps, actor)).toEqual([]);
+    clock.set(Date.now() + 3_600_000);
+    // The same figures as the latest upload, now as CSV: new bytes, the same differences.
+    const again = await post('/v1/operator-totals', tok.opA, `business_date,terminal_id,tap_count,amount_fen\n${
+      [[1, 3, 750], [2, 2, 310], [4, 1, 100], [5, 4, 800]].map(([t, n, a]) => `${test_date},${term(t)},${n},${a}`).join('\n')}\n`, 'text/csv');
+    expect(again.statusCode, again.body).toBe(201);
+    const runs = await reconcilePending(deps, actor);
+    expect(runs.map((r) => [r.cycleId, r.exceptionsNew])).toEqual([[cycle_id, 0n]]);
+    expect(await reconcilePending(deps, actor)).toEqual([]);
+    clock.set(after_cutoff.getTime());
+  });
 
   it('refuses unknown cycles and other roles', async () => {
     expect((await post('/v1/cycles/CYC20200101/reconciliation', tok.finance)).statusCode).toBe(404);

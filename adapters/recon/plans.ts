@@ -207,6 +207,17 @@ export const plans = {
     )
     SELECT type, count(*)::bigint AS n FROM n GROUP BY type`,
   found_by_type: `SELECT type, count(*)::bigint AS n, sum(engine_lines)::bigint AS engine_lines FROM recon_found GROUP BY type`,
+  /**
+   * Cleared cycles with something new since their last run: a bank return, or operator totals
+   * for their date, received after that run started (or never reconciled and holding either).
+   */
+  cycles_pending: `
+    SELECT c.id FROM clearing_cycle c
+    LEFT JOIN LATERAL (SELECT max(x.started_at) AS at FROM recon_run x WHERE x.cycle_id = c.id) last ON true
+    WHERE c.state = ANY($1::text[])
+      AND (EXISTS (SELECT 1 FROM settlement_return r WHERE r.cycle_id = c.id AND r.received_at > coalesce(last.at, '-infinity'))
+        OR EXISTS (SELECT 1 FROM operator_total_upload u WHERE u.business_date = c.business_date AND u.received_at > coalesce(last.at, '-infinity')))
+    ORDER BY c.business_date LIMIT $2`,
   list_runs: `
     SELECT id, cycle_id, business_date, engine_lines, bank_lines, matched, exceptions_new, exceptions_total, started_at, finished_at, actor
     FROM recon_run WHERE ($1::text IS NULL OR cycle_id = $1) AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3`,

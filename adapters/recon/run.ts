@@ -126,6 +126,20 @@ export async function listRuns(db: Db, f: { cycleId?: string; cursor?: string | 
   return { items, nextCursor: items.length === limit ? items[items.length - 1].id : null };
 }
 
+/** Cycles reconciled per call of reconcilePending, at most (older first; the next call goes on). */
+export const pending_cycles_max = 31;
+
+/**
+ * Reconciles every cleared cycle that received a bank return or operator totals since its last
+ * run (the automatic follow-up of an upload, for a scheduler or `npm run reconcile -- --pending`).
+ */
+export async function reconcilePending(deps: RunDeps, actor: ReconActor): Promise<ReconRunResult[]> {
+  const ids = (await deps.db.query<{ id: string }>(plans.cycles_pending, [[...reconcilable_states], pending_cycles_max])).rows.map((r) => r.id);
+  const out: ReconRunResult[] = [];
+  for (const id of ids) out.push(await reconcileCycle(deps, id, actor));
+  return out;
+}
+
 /** The cycle id of a business date (the CLI's --date), 404 when there is none. */
 export async function cycleOfDate(db: Db, businessDate: string): Promise<string> {
   const r = await db.query<{ id: string }>(plans.cycle_by_date, [businessDate]);
