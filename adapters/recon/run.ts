@@ -86,10 +86,8 @@ export async function reconcileCycle(deps: RunDeps, cycleId: string, actor: Reco
     const newByType = zeroByType();
     let total = 0n;
     let unmatchedEngineLines = 0n;
-    for (const f of found) {
-      byType[f.type] = f.n; total += f.n;
-      if (f.type !== 'OPERATOR_TOTAL_MISMATCH') unmatchedEngineLines += f.engine_lines;
-    }
+    // Only bank differences carry engine lines (the other sources leave the count at zero).
+    for (const f of found) { byType[f.type] = f.n; total += f.n; unmatchedEngineLines += f.engine_lines; }
     let fresh = 0n;
     for (const f of filed) { newByType[f.type] = f.n; fresh += f.n; }
     const matched = answerableLines - unmatchedEngineLines;
