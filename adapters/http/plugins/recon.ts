@@ -93,6 +93,7 @@ async function operatorTotalsRoutes(app: FastifyInstance, deps: AppDeps): Promis
     schema: {
       tags: ['reconciliation'], security: [{ bearer: [] }],
       summary: 'Upload my per-terminal daily totals (text/csv or application/json, docs/OPERATOR-TOTALS.md). The same bytes again answer the first receipt (200); a different upload for the date supersedes the earlier one (201).',
+      description: 'CSV: header `business_date,terminal_id,tap_count,amount_fen`, one line per terminal, one date per file. JSON: `{"operator_id", "business_date", "terminals": [{"terminal_id", "tap_count", "amount_fen"}]}`. The body is read as exact bytes (its SHA-256 is the idempotency key), so it is checked by the engine rather than by a JSON schema.',
       response: { 200: upload_schema, 201: upload_schema, ...error_responses },
     },
   }, async (req, reply) => {
