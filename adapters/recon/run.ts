@@ -62,6 +62,7 @@ export async function reconcileCycle(deps: RunDeps, cycleId: string, actor: Reco
     const startedAt = deps.now();
     const runId = (await tx.query<{ id: bigint }>(plans.insert_run, [cycleId, cycle.business_date, startedAt, actor.keyId])).rows[0].id;
     await tx.query(plans.run_work_mem);
+    await tx.query(plans.run_jit_off);
     await tx.query(plans.create_found);
     const perBank = (await tx.query<{ bank_code: string; n: bigint }>(plans.engine_lines_per_bank, [cycleId])).rows;
     const returns = (await tx.query<{ bank_code: string; line_count: bigint }>(plans.latest_csv_returns, [cycleId])).rows;
