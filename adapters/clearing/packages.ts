@@ -1,9 +1,11 @@
 /**
- * One bank's settlement package: detail.csv streamed from a server-side cursor over its
- * clearing lines (memory flat in the number of lines), pacs.009, camt.053 and the manifest.
- * Every file is written under a temporary name and linked into place; an existing file is
- * never replaced — if it is there already (a run killed after writing it) it must have exactly
- * the bytes this run produced, else publishing stops. The files' rows commit together.
+ * One bank's settlement package: detail.csv streamed (memory flat in the number of lines),
+ * pacs.009, camt.053 and the manifest. Postgres encodes the lines and COPY streams their bytes
+ * when every line is plain (writeBankDetailCsv); otherwise a server-side cursor feeds the
+ * engine's encoder. Every file is written under a temporary name and linked into place; an
+ * existing file is never replaced — if it is there already (a run killed after writing it) it
+ * must have exactly the bytes this run produced, else publishing stops. The files' rows commit
+ * together.
  */
 import { randomBytes } from 'node:crypto';
 import { Readable, type Writable } from 'node:stream';

@@ -1,7 +1,7 @@
 /**
  * SQL of the clearing run, the packages, the returns and the disbursements. The heavy
- * statements are set-based over the whole cycle (one INSERT … SELECT for millions of lines),
- * implementing engine/clearing/netting.ts's rules; test/clearing-netting.test.ts checks that
+ * statements are set-based over chunks of a cycle's entries (hundreds of thousands of lines
+ * each), implementing engine/clearing/netting.ts's rules; test/clearing-run.test.ts checks that
  * this SQL and the pure model agree line for line.
  */
 import { clearing_entry_kinds, entry_kind_to_detail } from '../../engine/clearing/kinds.ts';

@@ -1,10 +1,17 @@
 /**
- * The clearing run of one cycle: close → clear → publish. Each step is one transaction guarded
- * by the cycle's state, so a run killed at any instant leaves the cycle in a state the next run
- * continues from (a step either committed whole or not at all), and a second run of a finished
- * cycle does nothing. Ledger entries carry deterministic keys (`fee:{cycle}:{merchant}`,
+ * The clearing run of one cycle: close → clear → publish. Each step is guarded by the cycle's
+ * state, so a run killed at any instant leaves the cycle in a state the next run continues from,
+ * and a second run of a finished cycle does nothing. Clearing first builds the cycle's lines in a
+ * table of their own, from two connections (the machine has two cores), chunk by chunk; that
+ * table is invisible until one short transaction attaches it as the cycle's partition of
+ * clearing_line together with the fees, sweeps, positions and the move to CLEARED, so the
+ * lines appear with the rest of the clearing or not at all (a killed run's leftover table is
+ * dropped and built again). Ledger entries carry deterministic keys (`fee:{cycle}:{merchant}`,
  * `sweep:{cycle}:{merchant}`) as a second guard. A session advisory lock per cycle makes
  * concurrent runs (two engine nodes, a CLI and the calendar) queue instead of racing.
+ *
+ * Measured at 5,000,000 transactions (6,250,000 lines) on 2 cores: see bench/clearing.ts and
+ * the README (about 55 s to clear, 220,000 package lines/s).
  */
 import { conflict, notFound } from '../../engine/errors.ts';
 import { addDays, cutoffInstant, cycleIdFor, parseCutoff } from '../../engine/clearing/calendar.ts';
@@ -119,8 +126,13 @@ interface Cleared { transactions: bigint; lines: bigint }
 
 /** Connections that build lines at once: the machine the bar is set on has two cores. */
 export const clearing_workers_max = 2;
-/** Chunks of a cycle's entries per worker: small enough to balance the workers, few enough to amortise each statement. */
-const clearing_chunks_per_worker = 4;
+/**
+ * Entry ids per chunk, at most: a chunk's sort, hashes and totals stay in memory (work_mem) and
+ * its statement is short; 5,000,000 transactions make 8 chunks, which also balances two workers.
+ */
+const clearing_chunk_entries_max = 625_000n;
+/** Chunks per worker, at least, so one slow chunk does not leave the other worker idle long. */
+const clearing_chunks_per_worker_min = 2;
 
 /** A chunk's line totals by bank, side, merchant and direction (its statement's answer). */
 interface ChunkTotal { bank_code: string; side: 'ISSUER' | 'ACQUIRER'; merchant_id: string | null; direction: 'PAY' | 'RECEIVE'; n: bigint; amount_fen: bigint; fee_fen: bigint }
@@ -144,7 +156,9 @@ async function buildLines(db: Db, cycle: CycleRow, progress: (m: string) => void
     const poolMax = (db as unknown as { options?: { max?: number } }).options?.max ?? 2;
     // One connection of the pool holds the run lock.
     const workers = Math.max(1, Math.min(clearing_workers_max, poolMax - 1));
-    const chunks = chunkRanges(range.lo, range.hi, workers * clearing_chunks_per_worker);
+    const span = range.hi - range.lo + 1n;
+    const bySize = Number((span + clearing_chunk_entries_max - 1n) / clearing_chunk_entries_max);
+    const chunks = chunkRanges(range.lo, range.hi, Math.max(bySize, workers * clearing_chunks_per_worker_min));
     let next = 0;
     let done = 0;
     // Estimates of freshly loaded ledger rows can be far off: a nested loop over a side thought
