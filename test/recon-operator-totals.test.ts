@@ -84,6 +84,12 @@ describe('uploads', () => {
     expect(list.statusCode).toBe(200);
     const items = list.json().items as { upload_id: string; superseded: boolean }[];
     expect(items.map((i) => [i.upload_id, i.superseded])).toEqual([[r.json().upload_id, false], [firstId, true]]);
+    // The first file again is a retry of it: its receipt, and the newest upload stays the newest.
+    const retry = await csv(tok.opA, `${header}\n2026-11-28,${t(1)},120,36000\n2026-11-28,${t(2)},80,16000\r\n`);
+    expect(retry.statusCode).toBe(200);
+    expect(retry.json().upload_id).toBe(firstId);
+    const after = await app.inject({ method: 'GET', url: '/v1/operator-totals?business_date=2026-11-28', headers: bearer(tok.opA) });
+    expect(after.json().items.map((i: { upload_id: string; superseded: boolean }) => [i.upload_id, i.superseded])).toEqual([[r.json().upload_id, false], [firstId, true]]);
   });
 
   it('accepts the examples of docs/OPERATOR-TOTALS.md', async () => {
