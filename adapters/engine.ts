@@ -22,6 +22,7 @@ import { resolveMasterKeys } from './crypto/master-keys-file.ts';
 import { parseCutoff } from '../engine/clearing/calendar.ts';
 import type { AppDeps } from './http/context.ts';
 import { startClearingCalendar } from './clearing/calendar.ts';
+import { startReconciliationSchedule } from './recon/schedule.ts';
 
 export interface RunningEngine {
   app: FastifyInstance;
@@ -64,7 +65,10 @@ export async function startEngine(config: Config, log: Logger): Promise<RunningE
     };
     app = await buildApp(deps, log);
     boss = await startQueue(databaseUrl, log, config.workers);
-    if (config.workers) await startClearingCalendar(boss, deps);
+    if (config.workers) {
+      await startClearingCalendar(boss, deps);
+      await startReconciliationSchedule(boss, deps);
+    }
     await app.listen({ host: config.host, port: config.port });
     const addr = app.server.address();
     const port = typeof addr === 'object' && addr ? addr.port : config.port;

@@ -16,6 +16,9 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildPacs002 } from '../adapters/bankfiles/index.ts';
 import { reconcilePending } from '../adapters/recon/run.ts';
+import { reconcile_actor, reconcile_every_minutes, reconcile_queue, startReconciliationSchedule } from '../adapters/recon/schedule.ts';
+import { startQueue } from '../adapters/jobs/queue.ts';
+import pino from 'pino';
 import { exception_types, matchBankLines, type ExceptionType } from '../engine/recon/index.ts';
 import { Ledger } from '../ledger/index.ts';
 import { freshDatabase, type TestDb } from './support/db.ts';
@@ -314,6 +317,35 @@ describe('a reconciliation run', () => {
     expect(await reconcilePending(deps, actor)).toEqual([]);
     clock.set(after_cutoff.getTime());
   });
+
+  it('runs on a schedule: a pg-boss cron every 15 minutes (Asia/Shanghai) whose job reconciles what is pending', async () => {
+    const boss = await startQueue(db.url, pino({ level: 'silent' }), true);
+    try {
+      await startReconciliationSchedule(boss, { db: db.pool, now: clock.now });
+      const schedules = await boss.getSchedules();
+      expect(schedules).toEqual(expect.arrayContaining([expect.objectContaining({
+        name: reconcile_queue, cron: `*/${reconcile_every_minutes} * * * *`, options: expect.objectContaining({ tz: 'Asia/Shanghai' }),
+      })]));
+      const runs = async () => Number((await db.pool.query(`SELECT count(*) AS n FROM recon_run WHERE cycle_id = $1`, [cycle_id])).rows[0].n);
+      const before = await runs();
+      clock.set(Date.now() + 7_200_000);
+      const again = await post('/v1/operator-totals', tok.opA, `business_date,terminal_id,tap_count,amount_fen\n${
+        [[1, 3, 750], [2, 2, 310], [4, 1, 100], [5, 4, 801]].map(([t, n, a]) => `${test_date},${term(t)},${n},${a}`).join('\n')}\n`, 'text/csv');
+      expect(again.statusCode, again.body).toBe(201);
+      await boss.send(reconcile_queue, {});
+      const deadline = Date.now() + 60_000;
+      while ((await runs()) === before) {
+        if (Date.now() > deadline) throw new Error('the scheduled job did not reconcile the pending cycle');
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      const last = (await db.pool.query(`SELECT actor FROM recon_run WHERE cycle_id = $1 ORDER BY id DESC LIMIT 1`, [cycle_id])).rows[0];
+      expect(last.actor).toContain(reconcile_actor.keyId);
+      expect(await reconcilePending({ db: db.pool, now: clock.now }, { keyId: 'scheduler', role: 'finance' })).toEqual([]);
+    } finally {
+      await boss.stop({ graceful: false, close: true, wait: true });
+      clock.set(after_cutoff.getTime());
+    }
+  }, 90_000);
 
   it('refuses unknown cycles and other roles', async () => {
     expect((await post('/v1/cycles/CYC20200101/reconciliation', tok.finance)).statusCode).toBe(404);
