@@ -59,7 +59,29 @@ END $$;
 
 DROP TABLE clearing_line_0008;
 
+-- Each bank's lines of a cycle by kind, side and direction, summed when the lines are built:
+-- camt.053's entries and detail.csv's control sums, so publishing a package reads its lines
+-- once (to stream them), not twice. plain_count counts the lines Postgres may encode itself
+-- (adapters/clearing/plans.ts, copyDetailLines); the package checks the streamed lines number
+-- line_count.
+CREATE TABLE clearing_line_total (
+  cycle_id     text NOT NULL,
+  bank_code    text NOT NULL,
+  kind         text NOT NULL,
+  side         text NOT NULL,
+  direction    text NOT NULL,
+  line_count   bigint NOT NULL CHECK (line_count > 0),
+  net_fen      bigint NOT NULL,
+  amount_fen   bigint NOT NULL,
+  fee_fen      bigint NOT NULL,
+  plain_count  bigint NOT NULL CHECK (plain_count BETWEEN 0 AND line_count),
+  PRIMARY KEY (cycle_id, bank_code, kind, side, direction)
+);
+CREATE TRIGGER clearing_line_total_immutable BEFORE UPDATE OR DELETE ON clearing_line_total
+  FOR EACH ROW EXECUTE FUNCTION clearing_refuse_change();
+
 -- Down Migration
+DROP TABLE clearing_line_total;
 CREATE TABLE clearing_line_0013 (
   cycle_id     text NOT NULL,
   bank_code    text NOT NULL CHECK (bank_code ~ '^[0-9]{12}$'),

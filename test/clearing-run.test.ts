@@ -1,7 +1,8 @@
 /**
  * The clearing run against the pure netting model: random cycles of loads, taps, QR payments
  * (medical and self-pay), refunds and cancellations are cleared in SQL; every line, fee, sweep
- * and position must equal what engine/clearing/netting.ts computes, the cycle must sum to zero,
+ * and position must equal what engine/clearing/netting.ts computes, the line totals kept for the
+ * packages must equal the sums of the lines, the cycle must sum to zero,
  * a second run changes nothing, and a late arrival lands in the next cycle.
  */
 import { mkdtemp, readFile } from 'node:fs/promises';
@@ -66,6 +67,17 @@ describe('clearing a cycle', () => {
     expect(summary.banks_net_fen).toBe(banksNet);
     expect(summary.centre_net_fen).toBe(expected.centreNetFen);
     expect(summary.fees_fen).toBe(expected.merchants.reduce((a, m) => a + m.feeFen, 0n));
+
+    // The line totals kept for the packages are exactly the sums of the lines.
+    const fromLines = (await db.pool.query(`
+      SELECT bank_code, kind, side, direction, count(*)::bigint AS n,
+        sum(CASE WHEN side = 'ACQUIRER' THEN amount_fen - fee_fen ELSE amount_fen END)::bigint AS net, sum(amount_fen)::bigint AS amount, sum(fee_fen)::bigint AS fee
+      FROM clearing_line WHERE cycle_id = $1 GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4`, [cycle.id])).rows;
+    const kept = (await db.pool.query(`
+      SELECT bank_code, kind, side, direction, line_count AS n, net_fen AS net, amount_fen AS amount, fee_fen AS fee
+      FROM clearing_line_total WHERE cycle_id = $1 AND plain_count = line_count ORDER BY 1, 2, 3, 4`, [cycle.id])).rows;
+    expect(fromLines.length).toBeGreaterThan(0);
+    expect(kept).toEqual(fromLines);
 
     // Fees reached centre:fees; each merchant's payable is back to zero (it started at zero).
     for (const m of expected.merchants) {

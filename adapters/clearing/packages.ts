@@ -49,6 +49,8 @@ export interface PackageInput {
   netFen: bigint;
   lineCount: bigint;
   createdAt: Date;
+  /** Read the bank's control sums from clearing_line_total rather than from its lines. */
+  storedTotals?: boolean;
 }
 
 export const packageIdOf = (cycleId: string, bankCode: string): string => `${cycleId}-${bankCode}`;
@@ -72,7 +74,7 @@ export async function publishPackage(db: Db, settings: ClearingSettings, p: Pack
     // of lines again (the plan statistics favour) cost more than the whole encoding.
     await client.query('SET LOCAL jit = off');
     await client.query('SET LOCAL enable_sort = off');
-    written = await writeBankDetailCsv(client, p.cycleId, p.bankCode, createWriteStream(detailTmp));
+    written = await writeBankDetailCsv(client, p.cycleId, p.bankCode, createWriteStream(detailTmp), p.storedTotals ?? false);
     await client.query('COMMIT');
   } catch (e) {
     await client.query('ROLLBACK').catch(() => undefined);
@@ -136,14 +138,16 @@ export interface BankDetailCsv {
 }
 
 /**
- * One bank's detail.csv of a cycle into `out`, read in the caller's (repeatable read) transaction.
+ * One bank's detail.csv of a cycle into `out`, read in the caller's (repeatable read) transaction;
+ * its sums by kind, side and direction come from the lines, or with `storedTotals` from
+ * clearing_line_total (summed as the lines were built; the streamed lines must number them).
  * When every line is plain, Postgres encodes the lines and COPY streams their bytes, so the
  * engine does no per-line work; otherwise the lines go through the encoder, which also names the
  * first line it refuses.
  */
-export async function writeBankDetailCsv(client: PoolClient, cycleId: string, bankCode: string, out: Writable): Promise<BankDetailCsv> {
+export async function writeBankDetailCsv(client: PoolClient, cycleId: string, bankCode: string, out: Writable, storedTotals = false): Promise<BankDetailCsv> {
   const aggregates = new Map<string, Aggregate>();
-  const sums = await client.query<LineSums>(plans.package_line_sums, [cycleId, bankCode]);
+  const sums = await client.query<LineSums>(storedTotals ? plans.line_totals : plans.package_line_sums, [cycleId, bankCode]);
   if (sums.rows.every((r) => r.plain)) {
     for (const r of sums.rows) aggregates.set(`${r.kind}/${r.side}/${r.direction}`, { kind: r.kind, side: r.side, direction: r.direction, count: Number(r.n), netFen: r.net_fen });
     const summary = await writeCopiedDetailCsv(client.query(copyTo(copyDetailLines(cycleId, bankCode))), out, sums.rows);

@@ -99,7 +99,8 @@ export const plans = {
    * clearing or merchant payable account is a line of its own and needs no grouping; only
    * entries of several postings (a medical split) are summed per account owner. The statement
    * answers the chunk's totals per bank, side, merchant and direction (the positions, fees and
-   * sweeps are sums of them) and its number of entries with lines.
+   * sweeps are sums of them; so are the packages' control sums, with whether every line is
+   * plain enough for Postgres to encode) and its number of entries with lines.
    */
   insert_lines_chunk: `
     WITH rel AS (
@@ -160,13 +161,13 @@ export const plans = {
       -- Written bank by bank, in the order of its package: a bank's lines fill pages of their own,
       -- so publishing a package reads only its pages (not every page once per bank).
       ORDER BY 2, 3, 4
-      RETURNING bank_code, side, merchant_id, direction, amount_fen, fee_fen, entry_id
+      RETURNING bank_code, side, merchant_id, direction, kind, amount_fen, fee_fen, entry_id, ${detail_line_plain} AS plain
     )
-    SELECT bank_code, side, merchant_id, direction, count(*)::bigint AS n, sum(amount_fen)::bigint AS amount_fen,
-      sum(fee_fen)::bigint AS fee_fen, NULL::bigint AS entries
-    FROM ins GROUP BY bank_code, side, merchant_id, direction
+    SELECT bank_code, side, merchant_id, direction, kind, count(*)::bigint AS n, sum(amount_fen)::bigint AS amount_fen,
+      sum(fee_fen)::bigint AS fee_fen, count(*) FILTER (WHERE plain)::bigint AS plain_n, NULL::bigint AS entries
+    FROM ins GROUP BY bank_code, side, merchant_id, direction, kind
     UNION ALL
-    SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, count(*)::bigint FROM (SELECT DISTINCT entry_id FROM ins) AS d`,
+    SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, count(*)::bigint FROM (SELECT DISTINCT entry_id FROM ins) AS d`,
 
   /**
    * Every bank gets a position (and a package), zero when it had no lines; the figures are the
@@ -212,9 +213,20 @@ export const plans = {
 
   // ---- packages -------------------------------------------------------------------------------
   package_exists: `SELECT id FROM settlement_package WHERE bank_code = $1 AND cycle_id = $2`,
+  /** The cycle's line totals by bank, kind, side and direction, from the chunks' answers. */
+  insert_line_totals: `
+    INSERT INTO clearing_line_total (cycle_id, bank_code, kind, side, direction, line_count, net_fen, amount_fen, fee_fen, plain_count)
+    SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])`,
+  /** A bank's stored line totals, as package_line_sums answers them. */
+  line_totals: `
+    SELECT kind, side, direction, line_count AS n, net_fen, amount_fen, fee_fen, plain_count = line_count AS plain
+    FROM clearing_line_total WHERE cycle_id = $1 AND bank_code = $2`,
+  /** Lines the cycle's stored totals count (none for a cycle cleared before they were kept). */
+  line_totals_count: `SELECT coalesce(sum(line_count), 0)::bigint AS n FROM clearing_line_total WHERE cycle_id = $1`,
   /**
    * A bank's lines by kind, side and direction (camt.053's entries and detail.csv's control
-   * sums), and whether every line is plain enough for Postgres to encode (copyDetailLines).
+   * sums), and whether every line is plain enough for Postgres to encode (copyDetailLines),
+   * read from the lines themselves.
    */
   package_line_sums: `
     SELECT kind, side, direction, count(*)::bigint AS n,

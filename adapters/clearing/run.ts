@@ -135,7 +135,7 @@ const clearing_chunk_entries_max = 625_000n;
 const clearing_chunks_per_worker_min = 2;
 
 /** A chunk's line totals by bank, side, merchant and direction (its statement's answer). */
-interface ChunkTotal { bank_code: string; side: 'ISSUER' | 'ACQUIRER'; merchant_id: string | null; direction: 'PAY' | 'RECEIVE'; n: bigint; amount_fen: bigint; fee_fen: bigint }
+interface ChunkTotal { bank_code: string; side: 'ISSUER' | 'ACQUIRER'; merchant_id: string | null; direction: 'PAY' | 'RECEIVE'; kind: string; n: bigint; amount_fen: bigint; fee_fen: bigint; plain_n: bigint }
 interface Built { totals: ChunkTotal[]; entries: bigint; movements: Map<string, bigint>; hiEntryId: bigint }
 
 const ownerKey = (ownerType: string, ownerId: string) => `${ownerType}:${ownerId}`;
@@ -264,6 +264,22 @@ async function clearClosed(db: Db, ledger: Ledger, cycle: CycleRow, actor: strin
         merchants.set(key, m);
       }
     }
+    // Per bank, kind, side and direction: what the packages' camt.053 and control sums state.
+    const lineTotals = new Map<string, { bank: string; kind: string; side: string; direction: string; n: bigint; net: bigint; amount: bigint; fee: bigint; plain: bigint }>();
+    for (const x of built.totals) {
+      const key = `${x.bank_code}/${x.kind}/${x.side}/${x.direction}`;
+      const t = lineTotals.get(key) ?? { bank: x.bank_code, kind: x.kind, side: x.side, direction: x.direction, n: 0n, net: 0n, amount: 0n, fee: 0n, plain: 0n };
+      t.n += x.n;
+      t.net += x.side === 'ACQUIRER' ? x.amount_fen - x.fee_fen : x.amount_fen;
+      t.amount += x.amount_fen;
+      t.fee += x.fee_fen;
+      t.plain += x.plain_n;
+      lineTotals.set(key, t);
+    }
+    const lt = [...lineTotals.values()];
+    await tx.query(plans.insert_line_totals, [cycle.id, lt.map((t) => t.bank), lt.map((t) => t.kind), lt.map((t) => t.side), lt.map((t) => t.direction),
+      lt.map((t) => String(t.n)), lt.map((t) => String(t.net)), lt.map((t) => String(t.amount)), lt.map((t) => String(t.fee)), lt.map((t) => String(t.plain))]);
+
     const entries: EntryInput[] = [];
     let feesFen = 0n;
     for (const m of [...merchants.values()].sort((a, b) => cmp(a.merchant_id, b.merchant_id) || cmp(a.bank_code, b.bank_code))) {
@@ -331,6 +347,10 @@ async function publishCycle(ctx: ClearingContext, cycle: CycleRow, actor: string
   // The package's timestamps are those of the clearing, so a re-run writes identical bytes.
   const createdAt = summary.created_at;
   const positions = await ctx.db.query<{ bank_code: string; line_count: bigint; net_fen: bigint }>(plans.positions, [cycle.id]);
+  // Cycles cleared before line totals were kept have none: their packages sum their lines.
+  const stored = (await ctx.db.query<{ n: bigint }>(plans.line_totals_count, [cycle.id])).rows[0].n;
+  const lines = positions.rows.reduce((a, p) => a + p.line_count, 0n);
+  const storedTotals = stored === lines && lines > 0n;
   let published = 0;
   // Two packages at a time: Postgres encodes one bank's lines while the engine digests another's.
   const poolMax = (ctx.db as unknown as { options?: { max?: number } }).options?.max ?? 2;
@@ -342,7 +362,7 @@ async function publishCycle(ctx: ClearingContext, cycle: CycleRow, actor: string
       const exists = await ctx.db.query(plans.package_exists, [p.bank_code, cycle.id]);
       if (exists.rows.length > 0) continue;
       const t0 = performance.now();
-      await publishPackage(ctx.db, ctx.settings, { cycleId: cycle.id, businessDate: cycle.business_date, bankCode: p.bank_code, netFen: p.net_fen, lineCount: p.line_count, createdAt });
+      await publishPackage(ctx.db, ctx.settings, { cycleId: cycle.id, businessDate: cycle.business_date, bankCode: p.bank_code, netFen: p.net_fen, lineCount: p.line_count, createdAt, storedTotals });
       published += 1;
       progress(`package ${cycle.id}/${p.bank_code}: ${p.line_count} lines in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     }
