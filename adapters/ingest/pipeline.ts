@@ -257,7 +257,7 @@ async function applyBatch(
   };
   const batchNo = await insertBatch(tx, batch, format, digest, receivedAt, cycle, uploader, receipt, outcomes, coveredFen, wellFormed);
 
-  const shortfalls = await postTaps(tx, deps.ledger, operatorId, records, outcomes, coveredFen, cycle);
+  const { entries, shortfalls } = tapEntries(operatorId, records, outcomes, coveredFen, cycle);
   const cases = riskCases(batch, clones, shortfalls, coveredFen);
   if (cases.kinds.length > 0) {
     await tx.query({ text: plans.raise_cases, values: [
@@ -265,6 +265,9 @@ async function applyBatch(
     ] });
   }
   await applyGapChanges(tx, operatorId, records, outcomes, history.terminalSeqs, batchNo, uploader.keyId, receivedAt);
+  // Posted last, just before COMMIT: posting locks the operator's payable account, which every
+  // upload of the operator credits, so concurrent uploads queue on it from here to their commit.
+  for (let k = 0; k < entries.length; k += batch_entries_max) await postChunk(tx, deps.ledger, entries.slice(k, k + batch_entries_max));
 
   const counts = new Map<string, number>();
   for (let i = 0; i < n; i++) {
@@ -471,18 +474,17 @@ function optionalText(v: string): string {
  * centre's suspense, both to the operator's payable, as one entry per tap. Returns the indexes
  * of taps with a shortfall.
  */
-async function postTaps(
-  tx: Tx,
-  ledger: Ledger,
+/** The ledger entries of the accepted taps (card purse → payable, a shortfall from suspense), and which taps fell short. */
+function tapEntries(
   operatorId: string,
   records: readonly TapRecordInput[],
   outcomes: readonly TapOutcome[],
   coveredFen: readonly bigint[],
   cycle: OpenCycle,
-): Promise<number[]> {
+): { entries: EntryInput[]; shortfalls: number[] } {
   const payable = payableAccount(operatorId);
   const shortfalls: number[] = [];
-  let chunk: EntryInput[] = [];
+  const entries: EntryInput[] = [];
   for (let i = 0; i < records.length; i++) {
     if (outcomes[i] !== null) continue;
     const r = records[i];
@@ -494,14 +496,9 @@ async function postTaps(
       lines.push({ debit: suspense_account, credit: payable, amountFen: amountFen - covered });
       shortfalls.push(i);
     }
-    chunk.push({ idemKey: tapEntryKey(r), kind: tap_entry_kind, businessDate: cycle.businessDate, lines });
-    if (chunk.length === batch_entries_max) {
-      await postChunk(tx, ledger, chunk);
-      chunk = [];
-    }
+    entries.push({ idemKey: tapEntryKey(r), kind: tap_entry_kind, businessDate: cycle.businessDate, lines });
   }
-  if (chunk.length > 0) await postChunk(tx, ledger, chunk);
-  return shortfalls;
+  return { entries, shortfalls };
 }
 
 async function postChunk(tx: Tx, ledger: Ledger, entries: EntryInput[]): Promise<void> {
