@@ -131,9 +131,8 @@ export const plans = {
     ), ins AS (
       INSERT INTO $TABLE (cycle_id, bank_code, entry_id, side, kind, txn_id, card_no, merchant_id, terminal_id,
                           txn_time, amount_fen, fee_fen, direction)
-      SELECT * FROM (
-      SELECT $1::text, CASE WHEN agg.owner_type = 'bank' THEN agg.owner_id ELSE m.acquiring_bank END AS bank_code, agg.entry_id,
-        CASE WHEN agg.owner_type = 'bank' THEN 'ISSUER' ELSE 'ACQUIRER' END AS side,
+      SELECT $1, CASE WHEN agg.owner_type = 'bank' THEN agg.owner_id ELSE m.acquiring_bank END, agg.entry_id,
+        CASE WHEN agg.owner_type = 'bank' THEN 'ISSUER' ELSE 'ACQUIRER' END,
         ${kind_case},
         coalesce(e.metadata->>'payment_id', e.metadata->>'load_id', e.metadata->>'disbursement_id', 'E' || e.id::text)
           || CASE WHEN e.kind = 'REFUND' THEN coalesce('/' || (e.metadata->>'refund'), '') ELSE '' END,
@@ -159,11 +158,6 @@ export const plans = {
       -- matching the whole key hashes the entry's key as it is, with nothing parsed per line.
       LEFT JOIN tap_record t ON e.kind = 'TRANSIT_TAP' AND t.outcome = 'ACCEPTED'
         AND e.idem_key = 'tap:' || t.card_no || ':' || t.card_counter::text || ':' || t.txn_type::text
-      ) AS l
-      -- Written bank by bank, in the order of its package: a bank's lines fill pages of their own,
-      -- so publishing a package reads only its pages (not every page once per bank). Byte order
-      -- sorts several times faster than the locale's and groups the lines just the same.
-      ORDER BY l.bank_code COLLATE "C", l.entry_id, l.side COLLATE "C"
       RETURNING bank_code, side, merchant_id, direction, kind, amount_fen, fee_fen, entry_id, ${detail_line_plain} AS plain
     )
     SELECT bank_code, side, merchant_id, direction, kind, count(*)::bigint AS n, sum(amount_fen)::bigint AS amount_fen,
