@@ -1,25 +1,20 @@
 /**
  * QR payment benchmark: the engine as its own process (`tsx adapters/cli/start.ts`) on a fresh
  * database with 100,000 active e-cards (with medical personal accounts) and a few dozen
- * merchants, driven at a fixed rate with autocannon (`overallRate`): every request a new,
- * unique, freshly issued pay code; 15% medical payments drawing on the medical account, 5%
- * utility bills, the rest plain QR. The same run measures GET /healthz at the same rate and
- * connections as the baseline: what the machine, Node and HTTP cost before any payment work.
- *
- * How autocannon keeps a rate: each connection sends back to back until it has made its share
- * of the second's requests, then waits for the next second. So the load is a burst at the top
- * of each second with up to `connections` requests in flight, and a run whose engine cannot
- * keep up shows it as `achieved_rate_per_s` below `rate_per_s`. Latencies are the responses' own
- * (see `run` for why autocannon's coordinated-omission figure is reported only beside them).
+ * merchants, driven at a FIXED rate by an open-loop generator (bench/paced.ts: request i is due
+ * at i / rate and sent when due; its latency counts from then, so waiting for the engine is
+ * charged): every request a new, unique, freshly issued pay code; 15% medical payments drawing on
+ * the medical account, 5% utility bills, the rest plain QR. The same run measures GET /healthz at
+ * the same rate as the baseline: what the machine, Node and HTTP cost before any payment work.
  *
  * Options: --rate N (req/s, default 1000) --duration S (default 20) --warmup S (default 3)
- *          --connections N (default 10, autocannon's own) --cards N (default 100000)
- *          --medical-share F (0.15) --utility-share F (0.05) --pool N (engine PG_POOL_SIZE)
- *          --profile DIR (write the engine's V8 CPU profile there)
+ *          --connections N (most keep-alive connections open at once, default 64)
+ *          --cards N (default 100000) --medical-share F (0.15) --utility-share F (0.05)
+ *          --pool N (engine PG_POOL_SIZE) --profile DIR (write the engine's V8 CPU profile there)
  *
- * Beside latency it reports the CPU each payment cost the engine process and this database's
- * Postgres backends (from /proc), and the 1-minute load average when the run started: on a
- * shared machine, other work on the same two cores shows there first.
+ * Beside latency it reports the CPU each payment cost the engine process, this database's
+ * Postgres backends and the load generator (from /proc), and the 1-minute load average when the
+ * run started: on a shared machine, other work on the same two cores shows there first.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -28,16 +23,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import autocannon from 'autocannon';
 import { createApiKey } from '../adapters/auth/api-keys.ts';
 import { ConfigKeyStore, encodeQrCode } from '../adapters/crypto/index.ts';
 import { createPool, withTx } from '../adapters/postgres/db.ts';
 import { Ledger, type EntryInput } from '../ledger/index.ts';
 import { benchDatabase, percentile, progress, report } from './support.ts';
+import { paced, type PacedRequest, type PacedResult } from './paced.ts';
 
 const { values } = parseArgs({ args: process.argv.slice(3), options: {
   rate: { type: 'string', default: '1000' }, duration: { type: 'string', default: '20' }, warmup: { type: 'string', default: '3' },
-  connections: { type: 'string', default: '10' }, cards: { type: 'string', default: '100000' },
+  connections: { type: 'string', default: '64' }, cards: { type: 'string', default: '100000' },
   'medical-share': { type: 'string', default: '0.15' }, 'utility-share': { type: 'string', default: '0.05' }, pool: { type: 'string' },
   profile: { type: 'string' },
 } });
@@ -90,31 +85,16 @@ function plan(count: number, firstCard: number, keyStore: ConfigKeyStore, issued
   return out;
 }
 
-interface Run {
-  result: autocannon.Result;
-  /** Each 2xx response's own latency (ms), sorted. */
-  rawMs: number[];
-}
-
-/**
- * autocannon at a fixed overall rate. How it keeps the rate matters for reading the numbers:
- * each connection sends back to back until it has made its share of the second's requests, then
- * waits for the next second, so load comes as a burst at the top of each second with up to
- * `connections` requests in flight. Its coordinated-omission correction assumes one request per
- * `Math.ceil(1 / per-connection rate)` = 1 ms, so it adds a sample for every millisecond of every
- * response (not for the requests a slow response actually held back): that figure is reported as
- * `_autocannon`, and the headline percentiles are the responses' own latencies.
- */
-function run(url: string, opts: { requests?: autocannon.Request[]; seconds: number; title: string }): Promise<Run> {
-  const rawMs: number[] = [];
-  return new Promise<Run>((resolve, reject) => {
-    const instance = autocannon({
-      url, title: opts.title, connections, overallRate: rate_per_s, duration: opts.seconds, requests: opts.requests, timeout: 10,
-    }, (err: unknown, result: autocannon.Result) => (err ? reject(err) : resolve({ result, rawMs: rawMs.sort((a, b) => a - b) })));
-    instance.on('response', (_client, statusCode, _bytes, responseTime) => {
-      if (statusCode >= 200 && statusCode < 300) rawMs.push(responseTime);
-    });
+/** `rate_per_s` requests for `seconds`, evenly spaced (see bench/paced.ts). */
+async function run(baseUrl: string, request: (i: number) => PacedRequest, seconds: number, title: string): Promise<PacedResult> {
+  const bar = progress(title, Math.round(rate_per_s * seconds));
+  let shown = 0;
+  const r = await paced({
+    baseUrl, ratePerS: rate_per_s, seconds, connectionsMax: connections, request,
+    onProgress: (sent) => { if (sent > shown) { bar.tick(sent - shown); shown = sent; } },
   });
+  bar.stop();
+  return r;
 }
 
 /** User + system CPU time of processes, in ms (Linux /proc; 0 for processes that are gone). */
@@ -210,24 +190,18 @@ try {
     throw new Error(`${e.message}\n--- engine output ---\n${engine?.output() ?? ''}`);
   });
 
-  const paymentRequests = (planned: Planned[]): autocannon.Request[] => {
-    let next = 0;
-    return [{
-      method: 'POST', path: '/v1/payments/qr',
-      setupRequest: (req) => {
-        // Past the planned list a code would repeat and be refused: count it as the error it is.
-        const p = planned[Math.min(next++, planned.length - 1)];
-        return { ...req, body: p.body, headers: { 'content-type': 'application/json', authorization: `Bearer ${tokens[p.merchant]}` } };
-      },
-    }];
+  const paymentRequests = (planned: Planned[]) => (i: number): PacedRequest => {
+    // Past the planned list a code would repeat and be refused: count it as the error it is.
+    const p = planned[Math.min(i, planned.length - 1)];
+    return { method: 'POST', path: '/v1/payments/qr', body: p.body, headers: { 'content-type': 'application/json', authorization: `Bearer ${tokens[p.merchant]}` } };
   };
 
   // Warm-up (not reported): JIT, connection pools, account-id caches.
   const warm = plan(Math.ceil(rate_per_s * warmup_s * 1.2), cards_total - 1 - Math.ceil(rate_per_s * warmup_s * 1.2), keyStore, Math.floor(Date.now() / 1000), 'warm');
-  if (warmup_s > 0) await run(base, { seconds: warmup_s, requests: paymentRequests(warm), title: 'warm-up' });
+  if (warmup_s > 0) await run(base, paymentRequests(warm), warmup_s, 'warm-up');
 
   const engineCpuBefore = cpuMs(engine.child.pid === undefined ? [] : [engine.child.pid]);
-  const baseline = await run(`${base}/healthz`, { seconds: duration_s, title: 'GET /healthz' });
+  const baseline = await run(base, () => ({ method: 'GET', path: '/healthz' }), duration_s, 'GET /healthz (baseline)');
   const baselineEngineCpuMs = cpuMs(engine.child.pid === undefined ? [] : [engine.child.pid]) - engineCpuBefore;
 
   // Codes are issued just before the run, as phones show them: each is valid for 60 s.
@@ -237,9 +211,9 @@ try {
   const backends = (await db.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`)).rows.map((x) => x.pid);
   const enginePid = engine.child.pid === undefined ? [] : [engine.child.pid];
   const cpu0 = { engine: cpuMs(enginePid), pg: cpuMs(backends), self: process.cpuUsage() };
-  const payments = await run(base, { seconds: duration_s, requests: paymentRequests(planned), title: 'POST /v1/payments/qr' });
+  const payments = await run(base, paymentRequests(planned), duration_s, 'POST /v1/payments/qr');
   const selfCpu = process.cpuUsage(cpu0.self);
-  const perPayment = (ms: number) => Number((ms / Math.max(payments.result.requests.total, 1)).toFixed(3));
+  const perPayment = (ms: number) => Number((ms / Math.max(payments.sent, 1)).toFixed(3));
   const cpu = {
     engine_cpu_ms_per_payment: perPayment(cpuMs(enginePid) - cpu0.engine),
     pg_cpu_ms_per_payment: perPayment(cpuMs(backends) - cpu0.pg),
@@ -253,24 +227,22 @@ try {
            (SELECT count(DISTINCT a.xmin::text) FROM sim_bank_authorization a JOIN payment p ON p.bank_auth_id = a.auth_id WHERE p.order_id LIKE 'pay-%')::text AS bank_txs
     FROM payment WHERE order_id LIKE 'pay-%'`);
   const v = await ledger.verify(db);
-  const r = payments.result;
-  const p99 = Number(percentile(payments.rawMs, 99).toFixed(1));
-  const baselineP99 = Number(percentile(baseline.rawMs, 99).toFixed(1));
-  const errors = r.non2xx + r.errors;
-  const achieved = Math.round(r.requests.total / r.duration);
+  const pct = (r: PacedResult, p: number) => Number(percentile(r.latencyMs, p).toFixed(1));
+  const p99 = pct(payments, 99);
+  const baselineP99 = pct(baseline, 99);
+  const errors = payments.non2xx + payments.errors;
+  const achieved = Math.round(payments.ok / payments.durationS);
   report('qr', {
-    rate_per_s, achieved_rate_per_s: achieved, duration_s, connections, cards: cards_total, requests: r.requests.total,
-    latency_ms_p50: Number(percentile(payments.rawMs, 50).toFixed(1)), latency_ms_p90: Number(percentile(payments.rawMs, 90).toFixed(1)),
-    latency_ms_p99: p99, latency_ms_max: payments.rawMs[payments.rawMs.length - 1] ?? 0,
-    latency_ms_p99_autocannon: r.latency.p99,
-    errors, status_counts: Object.fromEntries(Object.entries(r.statusCodeStats ?? {}).map(([k, x]) => [k, x.count ?? 0])),
-    connection_errors: r.errors, timeouts: r.timeouts,
+    rate_per_s, achieved_rate_per_s: achieved, duration_s, connections_max: connections, cards: cards_total, requests: payments.sent,
+    latency_ms_p50: pct(payments, 50), latency_ms_p90: pct(payments, 90), latency_ms_p99: p99,
+    latency_ms_max: Number((payments.latencyMs[payments.latencyMs.length - 1] ?? 0).toFixed(1)),
+    queue_wait_ms_max: Number(payments.queueWaitMsMax.toFixed(1)),
+    errors, status_counts: payments.statusCounts,
     payments_written: Number(written.rows[0].payments), medical_payments: Number(written.rows[0].medical), utility_payments: Number(written.rows[0].utility),
     payments_per_post_tx: Number((Number(written.rows[0].payments) / Math.max(Number(written.rows[0].post_txs), 1)).toFixed(2)),
     authorizations_per_bank_tx: Number((Number(written.rows[0].payments) / Math.max(Number(written.rows[0].bank_txs), 1)).toFixed(2)),
-    baseline_latency_ms_p50: Number(percentile(baseline.rawMs, 50).toFixed(1)), baseline_latency_ms_p99: baselineP99,
-    baseline_latency_ms_p99_autocannon: baseline.result.latency.p99,
-    baseline_engine_cpu_ms_per_request: Number((baselineEngineCpuMs / Math.max(baseline.result.requests.total, 1)).toFixed(3)),
+    baseline_latency_ms_p50: pct(baseline, 50), baseline_latency_ms_p99: baselineP99,
+    baseline_engine_cpu_ms_per_request: Number((baselineEngineCpuMs / Math.max(baseline.sent, 1)).toFixed(3)),
     ratio: Number((p99 / Math.max(baselineP99, 0.1)).toFixed(2)),
     ...cpu, load_avg_1m_at_start: Number(load0.toFixed(2)),
     latency_ms_p99_max, bar_met: p99 <= latency_ms_p99_max && errors === 0 && achieved >= rate_per_s * 0.98,

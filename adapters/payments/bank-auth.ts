@@ -70,7 +70,8 @@ export interface SimulatedBankOptions {
  * batch (its answer to a burst of payments is a few set-based statements, not one transaction
  * per payment; a real bank link would batch its messages the same way).
  */
-const sim_bank_batch_limits: BatcherLimits = { items_max: 500, batches_in_flight_max: 1, queue_items_max: 20_000 };
+/** Like the payment queues (see payment_queue_items_max): about two seconds of work. */
+const sim_bank_batch_limits: BatcherLimits = { items_max: 500, batches_in_flight_max: 1, queue_items_max: 2_000 };
 
 export class SimulatedBank implements BankAuthorizer {
   readonly #db: Db;
