@@ -167,6 +167,8 @@ function backendCpuSampler(db: Db, datname: string): { start(): Promise<void>; s
   };
   // A separate connection lists the pids, so the sampler never waits behind the clearing's queries.
   const lister = new pg.Client({ connectionString: (db as unknown as { options: { connectionString: string } }).options.connectionString });
+  // Losing the sampler's connection loses samples, not the run.
+  lister.on('error', () => undefined);
   let listing = false;
   const list = async () => {
     if (listing) return;
