@@ -127,7 +127,7 @@ interface Cleared { transactions: bigint; lines: bigint }
 /** Connections that build lines at once: the machine the bar is set on has two cores. */
 export const clearing_workers_max = 2;
 /**
- * Entry ids per chunk, at most: a chunk's sort, hashes and totals stay in memory (work_mem) and
+ * Entry ids per chunk, at most: a chunk's hash tables and totals stay in memory (work_mem) and
  * its statement is short; 5,000,000 transactions make 8 chunks, which also balances two workers.
  */
 const clearing_chunk_entries_max = 625_000n;
