@@ -18,6 +18,9 @@ pg.types.setTypeParser(1082, (v: string) => v);
 const tx_retries_max = 8;
 const retryable_sqlstates = new Set(['40P01', '40001']);
 
+/** How long a pooled connection lives before it is replaced (see createPool). */
+export const connection_lifetime_s = 30 * 60;
+
 export function createPool(databaseUrl: string, max: number, applicationName = 'onecard'): Db {
   const pool = new pg.Pool({
     connectionString: databaseUrl,
@@ -25,6 +28,10 @@ export function createPool(databaseUrl: string, max: number, applicationName = '
     application_name: applicationName,
     idleTimeoutMillis: 30_000,
     connectionTimeoutMillis: 10_000,
+    // A session keeps the generic plans it made; one opened while a table was nearly empty may
+    // hold a plan made for that size. Connections are replaced after this long, so every plan
+    // is remade from current statistics at least that often.
+    maxLifetimeSeconds: connection_lifetime_s,
   });
   // An idle client's network error must not crash the process; the pool replaces it.
   pool.on('error', () => undefined);
