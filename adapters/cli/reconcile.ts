@@ -10,13 +10,14 @@
  */
 import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
-import { checkBusinessDate } from '../../engine/recon/index.ts';
+import { checkDate } from '../../engine/clearing/calendar.ts';
+import { cycleIdForDate } from '../clearing/run.ts';
 import { loadConfig } from '../config.ts';
 import { createLogger } from '../logger.ts';
 import { resolveDatabase } from '../engine.ts';
 import { migrateUp } from '../postgres/migrate.ts';
 import { createPool } from '../postgres/db.ts';
-import { cycleOfDate, reconcileCycle, reconcilePending, type ReconRunResult } from '../recon/run.ts';
+import { reconcileCycle, reconcilePending, type ReconRunResult } from '../recon/run.ts';
 
 /** The run reports this many steps (see adapters/recon/run.ts). */
 const run_steps = 5;
@@ -47,7 +48,7 @@ try {
     results = await reconcilePending(deps, actor);
     if (results.length === 0) process.stderr.write('nothing new to reconcile\n');
   } else {
-    const cycleId = await cycleOfDate(db, checkBusinessDate(values.date));
+    const cycleId = await cycleIdForDate(db, checkDate(values.date ?? ''));
     bar?.start(run_steps, 0, { step: '' });
     results = [await reconcileCycle(deps, cycleId, actor)];
     bar?.stop();

@@ -12,12 +12,18 @@ const exception_columns = `
   x.engine_amount_fen, x.other_amount_fen, x.details, x.state, x.assignee, x.resolution, x.resolution_note, x.opened_at,
   x.opened_by_run, x.resolved_at, x.resolved_by`;
 
+/**
+ * Advisory lock namespaces (first int4) of reconciliation, apart from every other module's
+ * (payments use 7301 for the simulated bank's cards and 7302 for purse-load keys).
+ */
+export const run_lock_ns = 7501;
+export const upload_lock_ns = 7502;
+
 export const plans = {
   // ---- the run ---------------------------------------------------------------------------------
   cycle_by_id: `SELECT id, business_date, state, opened_at, closed_at FROM clearing_cycle WHERE id = $1`,
-  cycle_by_date: `SELECT id, business_date, state FROM clearing_cycle WHERE business_date = $1`,
   /** One run per cycle at a time: a second run waits, then finds everything already raised. */
-  run_lock: `SELECT pg_advisory_xact_lock(7301, hashtext($1))`,
+  run_lock: `SELECT pg_advisory_xact_lock(${run_lock_ns}, hashtext($1))`,
   insert_run: `
     INSERT INTO recon_run (cycle_id, business_date, started_at, actor) VALUES ($1, $2, $3, $4) RETURNING id`,
   finish_run: `
@@ -235,7 +241,7 @@ export const plans = {
     SELECT t.id FROM unnest($2::text[]) AS t(id)
     WHERE NOT EXISTS (SELECT 1 FROM terminal x WHERE x.id = t.id AND x.merchant_id = $1) ORDER BY t.id LIMIT 10`,
   /** Same operator, date and bytes: the same upload, answered as first received. */
-  upload_lock: `SELECT pg_advisory_xact_lock(7302, hashtext($1))`,
+  upload_lock: `SELECT pg_advisory_xact_lock(${upload_lock_ns}, hashtext($1))`,
   upload_by_digest: `
     SELECT id, operator_id, business_date, format, sha256, line_count, tap_count, amount_fen, received_at FROM operator_total_upload
     WHERE operator_id = $1 AND business_date = $2 AND sha256 = $3`,

@@ -138,10 +138,3 @@ export async function reconcilePending(deps: RunDeps, actor: ReconActor): Promis
   for (const id of ids) out.push(await reconcileCycle(deps, id, actor));
   return out;
 }
-
-/** The cycle id of a business date (the CLI's --date), 404 when there is none. */
-export async function cycleOfDate(db: Db, businessDate: string): Promise<string> {
-  const r = await db.query<{ id: string }>(plans.cycle_by_date, [businessDate]);
-  if (r.rows[0] === undefined) throw notFound('CYCLE_NOT_FOUND', `No clearing cycle for ${businessDate}.`);
-  return r.rows[0].id;
-}
