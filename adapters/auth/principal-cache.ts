@@ -105,13 +105,18 @@ export function listenForRevocations(databaseUrl: string, cache: PrincipalCache,
   let stopped = false;
   let timer: NodeJS.Timeout | null = null;
 
-  const fail = (why: string) => {
-    cache.disable();
+  /** Forgets the listening connection and closes it; a late error from it is ignored. */
+  const drop = async () => {
     const c = client;
     client = null;
     c?.removeAllListeners();
     c?.on('error', () => undefined);
-    c?.end().catch(() => undefined);
+    await c?.end().catch(() => undefined);
+  };
+
+  const fail = (why: string) => {
+    cache.disable();
+    void drop();
     if (stopped) return;
     log.warn({ component: 'auth', reason: why }, 'revocation listener down; API keys are looked up on every request until it is back');
     timer = setTimeout(connect, relisten_delay_ms);
@@ -139,11 +144,7 @@ export function listenForRevocations(databaseUrl: string, cache: PrincipalCache,
       stopped = true;
       if (timer) clearTimeout(timer);
       cache.disable();
-      const c = client;
-      client = null;
-      c?.removeAllListeners();
-      c?.on('error', () => undefined);
-      await c?.end().catch(() => undefined);
+      await drop();
     },
   };
 }
