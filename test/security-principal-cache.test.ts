@@ -101,6 +101,65 @@ describe('principal cache', () => {
     expect(cache.get(k.token)).toBeNull();
   });
 
+  it('concurrent misses of one token share one look-up; a request after a revocation does not join it', async () => {
+    const c = new PrincipalCache({ now: () => cacheNowMs });
+    const principal = { keyId: 'key_1111111111111111', role: 'finance' as const, scopeId: null };
+    let lookUps = 0;
+    let answer: (p: typeof principal | null) => void = () => undefined;
+    const lookUp = () => {
+      lookUps++;
+      return new Promise<typeof principal | null>((r) => { answer = r; });
+    };
+    const waiting = Array.from({ length: 50 }, () => c.resolve('tok.en', lookUp));
+    expect(lookUps).toBe(1);
+    answer(principal);
+    expect(await Promise.all(waiting)).toEqual(Array.from({ length: 50 }, () => principal));
+    // Remembered: no look-up until the TTL passes.
+    expect(await c.resolve('tok.en', lookUp)).toEqual(principal);
+    expect(lookUps).toBe(1);
+
+    cacheNowMs += principal_cache_ttl_ms;
+    const beforeRevocation = c.resolve('tok.en', lookUp);
+    const firstAnswer = answer;
+    expect(lookUps).toBe(2);
+    c.forgetKey(principal.keyId);
+    const afterRevocation = c.resolve('tok.en', lookUp);
+    expect(lookUps).toBe(3);
+    answer(null);
+    firstAnswer(principal);
+    expect(await afterRevocation).toBeNull();
+    // The look-up that began before the revocation answers its own callers but is not remembered.
+    expect(await beforeRevocation).toEqual(principal);
+    expect(c.get('tok.en')).toBeNull();
+  });
+
+  it('a busy key is refreshed in the background before it expires; a key found revoked then is forgotten', async () => {
+    const c = new PrincipalCache({ now: () => cacheNowMs });
+    const principal = { keyId: 'key_2222222222222222', role: 'finance' as const, scopeId: null };
+    let lookUps = 0;
+    let answer: (p: typeof principal | null) => void = () => undefined;
+    const lookUp = () => {
+      lookUps++;
+      return new Promise<typeof principal | null>((r) => { answer = r; });
+    };
+    const first = c.resolve('tok.en2', lookUp);
+    answer(principal);
+    expect(await first).toEqual(principal);
+    // Past every possible refresh time, before expiry: answered at once from memory, one look-up started.
+    cacheNowMs += Math.ceil(principal_cache_ttl_ms * 0.8);
+    const during = await Promise.all([c.resolve('tok.en2', lookUp), c.resolve('tok.en2', lookUp)]);
+    expect(during).toEqual([principal, principal]);
+    expect(lookUps).toBe(2);
+    // The refresh finds the key revoked (silently, in the table only): the entry goes.
+    answer(null);
+    await new Promise((r) => setImmediate(r));
+    expect(c.get('tok.en2')).toBeNull();
+    const after = c.resolve('tok.en2', lookUp);
+    expect(lookUps).toBe(3);
+    answer(null);
+    expect(await after).toBeNull();
+  });
+
   it('while the listening connection is down the cache is not used; it comes back when listening resumes', async () => {
     const k = await mintKey(db.pool, 'finance');
     expect(await status(k.token)).toBe(200);

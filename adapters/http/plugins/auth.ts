@@ -75,12 +75,9 @@ export const authPlugin = fp(async (app: FastifyInstance, deps: AppDeps) => {
       throw new DomainError('AUTH_RATE_LIMITED', 429, 'Too many failed authentications from this client or for this key; try again later.', { retry_after_s: retryAfterS });
     }
 
-    let principal = deps.principalCache?.get(token) ?? null;
-    if (principal === null) {
-      const generation = deps.principalCache?.generation ?? 0;
-      principal = await authenticate(deps.db, token);
-      if (principal) deps.principalCache?.set(token, principal, generation);
-    }
+    const principal = deps.principalCache === undefined
+      ? await authenticate(deps.db, token)
+      : await deps.principalCache.resolve(token, () => authenticate(deps.db, token));
     if (!principal) {
       byIp.recordFailure(ipKey, nowMs);
       if (keyKey !== null) byKey.recordFailure(keyKey, nowMs);
