@@ -196,17 +196,19 @@ try {
     return { method: 'POST', path: '/v1/payments/qr', body: p.body, headers: { 'content-type': 'application/json', authorization: `Bearer ${tokens[p.merchant]}` } };
   };
 
-  // Warm-up (not reported): JIT, connection pools, account-id caches.
-  const warm = plan(Math.ceil(rate_per_s * warmup_s * 1.2), cards_total - 1 - Math.ceil(rate_per_s * warmup_s * 1.2), keyStore, Math.floor(Date.now() / 1000), 'warm');
-  if (warmup_s > 0) await run(base, paymentRequests(warm), warmup_s, 'warm-up');
-
   const engineCpuBefore = cpuMs(engine.child.pid === undefined ? [] : [engine.child.pid]);
   const baseline = await run(base, () => ({ method: 'GET', path: '/healthz' }), duration_s, 'GET /healthz (baseline)');
   const baselineEngineCpuMs = cpuMs(engine.child.pid === undefined ? [] : [engine.child.pid]) - engineCpuBefore;
 
-  // Codes are issued just before the run, as phones show them: each is valid for 60 s.
+  // Codes are issued just before the runs, as phones show them: each is valid for 60 s.
   const count = Math.ceil(rate_per_s * duration_s * 1.1);
-  const planned = plan(count, 0, keyStore, Math.floor(Date.now() / 1000), 'pay');
+  const warmCount = Math.ceil(rate_per_s * warmup_s * 1.2);
+  const issuedAtS = Math.floor(Date.now() / 1000);
+  const planned = plan(count, 0, keyStore, issuedAtS, 'pay');
+  const warm = plan(warmCount, cards_total - 1 - warmCount, keyStore, issuedAtS, 'warm');
+  // Warm-up (not reported), right before the measured run: JIT, connection pools and their
+  // sessions' plans, account-id and principal caches, as on an engine that has been serving.
+  if (warmup_s > 0) await run(base, paymentRequests(warm), warmup_s, 'warm-up');
   const load0 = os.loadavg()[0];
   const backends = (await db.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`)).rows.map((x) => x.pid);
   const enginePid = engine.child.pid === undefined ? [] : [engine.child.pid];
