@@ -1,6 +1,7 @@
 /**
- * The natural batcher behind the payment pipeline: an item arriving when nothing runs starts a
- * batch at once; items arriving meanwhile go together in the next; answers reach the right
+ * The natural batcher behind the payment pipeline: items submitted in one turn of the event loop
+ * when nothing runs start a batch together at once; items arriving meanwhile go together in the
+ * next; answers reach the right
  * callers; a failed batch fails only its own items; limits hold (batch size, batches in flight,
  * queue length with a stable 503 refusal).
  */
@@ -14,7 +15,7 @@ function deferred(): { promise: Promise<void>; resolve: () => void } {
 }
 
 describe('Batcher', () => {
-  it('runs the first item alone at once, then everything that arrived meanwhile as one batch', async () => {
+  it('runs the items of one turn together at once, then everything that arrived meanwhile as one batch', async () => {
     const batches: number[][] = [];
     const gate = deferred();
     const b = new Batcher<number, number>(async (items) => {
@@ -22,13 +23,17 @@ describe('Batcher', () => {
       if (batches.length === 1) await gate.promise;
       return items.map((x) => ({ ok: true, value: x * 10 }));
     }, { items_max: 100, batches_in_flight_max: 1, queue_items_max: 1000 });
-    const first = b.submit(1);
-    const rest = [2, 3, 4, 5].map((x) => b.submit(x));
+    const first = [1, 2].map((x) => b.submit(x));
     await new Promise((r) => setTimeout(r, 5));
-    expect(batches).toEqual([[1]]);
+    expect(batches).toEqual([[1, 2]]);
+    const rest = [3, 4].map((x) => b.submit(x));
+    await new Promise((r) => setTimeout(r, 5));
+    const late = b.submit(5);
+    await new Promise((r) => setTimeout(r, 5));
+    expect(batches).toEqual([[1, 2]]);
     gate.resolve();
-    expect(await Promise.all([first, ...rest])).toEqual([10, 20, 30, 40, 50]);
-    expect(batches).toEqual([[1], [2, 3, 4, 5]]);
+    expect(await Promise.all([...first, ...rest, late])).toEqual([10, 20, 30, 40, 50]);
+    expect(batches).toEqual([[1, 2], [3, 4, 5]]);
   });
 
   it('answers each item with its own result, and a failed batch fails only its items', async () => {
@@ -39,9 +44,9 @@ describe('Batcher', () => {
       return items.map((x): Settled<number> => (x % 2 === 0 ? { ok: true, value: x } : { ok: false, error: new Error(`odd ${x}`) }));
     }, { items_max: 3, batches_in_flight_max: 1, queue_items_max: 1000 });
     const results = await Promise.allSettled([1, 2, 3, 4, 5, 6, 7].map((x) => b.submit(x)));
-    // Batch 1 = [1], batch 2 = [2, 3, 4] (fails as a whole), batch 3 = [5, 6, 7].
+    // Batch 1 = [1, 2, 3], batch 2 = [4, 5, 6] (fails as a whole), batch 3 = [7].
     expect(results.map((r) => (r.status === 'fulfilled' ? r.value : (r.reason as Error).message))).toEqual([
-      'odd 1', 'database gone', 'database gone', 'database gone', 'odd 5', 6, 'odd 7',
+      'odd 1', 2, 'odd 3', 'database gone', 'database gone', 'database gone', 'odd 7',
     ]);
   });
 
@@ -57,14 +62,15 @@ describe('Batcher', () => {
       running--;
       return items.map((x) => ({ ok: true, value: x }));
     }, { items_max: 4, batches_in_flight_max: 2, queue_items_max: 20 });
-    const accepted = Array.from({ length: 22 }, (_, i) => b.submit(i));
+    // Submitted in one turn, all wait in the queue until it ends: the 21st is refused.
+    const accepted = Array.from({ length: 20 }, (_, i) => b.submit(i));
     const refused = b.submit(99);
     await expect(refused).rejects.toBeInstanceOf(QueueFull);
     await expect(refused).rejects.toMatchObject({ code: 'ENGINE_BUSY', status: 503 });
-    expect(await Promise.all(accepted)).toEqual(Array.from({ length: 22 }, (_, i) => i));
+    expect(await Promise.all(accepted)).toEqual(Array.from({ length: 20 }, (_, i) => i));
     expect(maxRunning).toBe(2);
     expect(Math.max(...sizes)).toBeLessThanOrEqual(4);
-    expect(sizes.reduce((a, x) => a + x, 0)).toBe(22);
+    expect(sizes.reduce((a, x) => a + x, 0)).toBe(20);
   });
 
   it('refuses nonsensical limits', () => {

@@ -4,9 +4,12 @@
  * running is done together in the next one (one set-based statement, one commit), which is what
  * makes 1,000 payments a second fit two cores (DESIGN.md: batches, set-based).
  *
- * No timer: an item that arrives when nothing is running starts a batch at once, so at low load
- * a request waits for nobody; under load the batches grow by themselves. At most
- * `batches_in_flight_max` run at a time, each of at most `items_max` items.
+ * No timer: an item that arrives when nothing is running starts a batch at the end of the current
+ * turn of the event loop (setImmediate), so at low load a request waits for nobody, and the items
+ * submitted in the same turn (the answers of one batch of the stage before, the requests read in
+ * one poll) go together instead of the first alone and the rest a whole batch later. Under load
+ * the batches grow by themselves. At most `batches_in_flight_max` run at a time, each of at most
+ * `items_max` items.
  */
 import { DomainError } from '../../engine/errors.ts';
 
@@ -39,6 +42,7 @@ export class Batcher<I, O> {
   readonly #limits: BatcherLimits;
   readonly #queue: Waiting<I, O>[] = [];
   #inFlight = 0;
+  #pumpScheduled = false;
 
   /** `run` answers each item in order; its own failure fails every item of the batch. */
   constructor(run: (items: I[]) => Promise<Settled<O>[]>, limits: BatcherLimits) {
@@ -51,6 +55,15 @@ export class Batcher<I, O> {
     if (this.#queue.length >= this.#limits.queue_items_max) return Promise.reject(new QueueFull());
     return new Promise<O>((resolve, reject) => {
       this.#queue.push({ item, resolve, reject });
+      this.#schedulePump();
+    });
+  }
+
+  #schedulePump(): void {
+    if (this.#pumpScheduled || this.#queue.length === 0 || this.#inFlight >= this.#limits.batches_in_flight_max) return;
+    this.#pumpScheduled = true;
+    setImmediate(() => {
+      this.#pumpScheduled = false;
       this.#pump();
     });
   }
@@ -72,7 +85,7 @@ export class Batcher<I, O> {
         for (const w of batch) w.reject(e);
       }).finally(() => {
         this.#inFlight--;
-        this.#pump();
+        this.#schedulePump();
       });
     }
   }
