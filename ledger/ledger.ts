@@ -5,6 +5,7 @@
  */
 import { conflict, notFound, unprocessable, DomainError } from '../engine/errors.ts';
 import * as plans from './plans.ts';
+import { sqlArray } from './sql-literals.ts';
 import { accountSpecFor, balanceOf, batch_entries_max, entryFingerprint, validateEntry } from './rules.ts';
 import type { EntryInput, LineInput, NormalSide } from './rules.ts';
 
@@ -112,63 +113,64 @@ export class Ledger {
   }
 
   /**
+   * Ids read from committed ledger_account rows by another statement (an account's id never
+   * changes), so a later post needs no round trip to look them up.
+   */
+  rememberAccountIds(pairs: Iterable<readonly [string, bigint]>): void {
+    for (const [code, id] of pairs) {
+      if (this.accountIds.size >= account_cache_entries_max) this.accountIds.clear();
+      this.accountIds.set(code, id);
+    }
+  }
+
+  /**
+   * For a caller that sends a whole transaction as one request (simple protocol, one round
+   * trip): the statement that posts `entries`, every one of them new. A key that was posted
+   * before fails the statement (unique violation), and with it the caller's transaction; such a
+   * batch goes through postBatch, which tells a replay from a conflict. Null when an account's
+   * id is not known on this node yet (postBatch opens accounts). Report what committed with
+   * `newEntriesCommitted`.
+   */
+  newEntriesStatement(entries: readonly EntryInput[]): string | null {
+    if (entries.length === 0) return null;
+    const ids = new Map<string, bigint>();
+    for (const code of checkBatch(entries)) {
+      const id = this.accountIds.get(code);
+      if (id === undefined) return null;
+      ids.set(code, id);
+    }
+    const c = batchColumns(entries, ids);
+    const types = ['text', 'text', 'date', 'text', 'jsonb', 'bigint', 'bigint', 'text', 'int', 'bigint', 'bigint', 'bigint'] as const;
+    return `SELECT ledger_post_new_entries(${c.map((col, i) => sqlArray(col, types[i])).join(', ')})`;
+  }
+
+  /** Metrics for a statement of `newEntriesStatement` whose transaction committed. */
+  newEntriesCommitted(entries: readonly EntryInput[], seconds: number): void {
+    this.observe(entries, entries.length, seconds);
+  }
+
+  private observe(written: readonly EntryInput[], asked: number, seconds: number): void {
+    if (!this.observer) return;
+    const writtenByKind = new Map<string, number>();
+    for (const e of written) writtenByKind.set(e.kind, (writtenByKind.get(e.kind) ?? 0) + 1);
+    this.observer.batchPosted({ entries: asked, written: written.length, seconds, writtenByKind });
+  }
+
+  /**
    * Post a batch of entries in the caller's transaction. Entries whose key was already posted
    * with the same content are replays (nothing written); a key reused with different content
    * refuses the whole batch (the caller's transaction must then roll back).
    */
   async postBatch(q: Queryable, entries: readonly (EntryInput & { holdId?: bigint })[]): Promise<PostResult[]> {
     if (entries.length === 0) return [];
-    if (entries.length > batch_entries_max) {
-      throw unprocessable('BATCH_TOO_LARGE', `A ledger batch holds at most ${batch_entries_max} entries.`);
-    }
-    const seen = new Set<string>();
-    const codes = new Set<string>();
-    for (const e of entries) {
-      validateEntry(e);
-      if (seen.has(e.idemKey)) throw conflict('IDEMPOTENCY_KEY_REPEATED', 'An idempotency key appears twice in one batch.', { idemKey: e.idemKey });
-      seen.add(e.idemKey);
-      for (const l of e.lines) {
-        codes.add(l.debit);
-        codes.add(l.credit);
-      }
-    }
-    const ids = await this.accountIdsFor(q, codes);
-
-    let lineCount = 0;
-    for (const e of entries) lineCount += e.lines.length;
+    const ids = await this.accountIdsFor(q, checkBatch(entries));
     const n = entries.length;
-    const eKey = new Array<string>(n), eKind = new Array<string>(n), eDate = new Array<string>(n);
-    const eDesc = new Array<string | null>(n), eMeta = new Array<string | null>(n);
-    const eRev = new Array<string | null>(n), eHold = new Array<string | null>(n);
-    const lKey = new Array<string>(lineCount), lNo = new Array<number>(lineCount);
-    const lDr = new Array<string>(lineCount), lCr = new Array<string>(lineCount), lAmt = new Array<string>(lineCount);
-    let k = 0;
-    for (let i = 0; i < n; i++) {
-      const e = entries[i];
-      eKey[i] = e.idemKey;
-      eKind[i] = e.kind;
-      eDate[i] = e.businessDate;
-      eDesc[i] = e.description ?? null;
-      eMeta[i] = e.metadata === undefined ? null : JSON.stringify(e.metadata);
-      eRev[i] = e.reversesEntryId === undefined ? null : String(e.reversesEntryId);
-      eHold[i] = e.holdId === undefined ? null : String(e.holdId);
-      for (let j = 0; j < e.lines.length; j++) {
-        const l = e.lines[j];
-        lKey[k] = e.idemKey;
-        lNo[k] = j;
-        lDr[k] = String(ids.get(l.debit));
-        lCr[k] = String(ids.get(l.credit));
-        lAmt[k] = String(l.amountFen);
-        k++;
-      }
-    }
     let inserted: { id: bigint; idem_key: string; line_count: number }[];
     const started = process.hrtime.bigint();
     try {
       // Named, so each connection plans it once: its plan is the same for any batch.
       const r = await q.query<{ id: bigint; idem_key: string; line_count: number }>({
-        name: 'ledger_insert_entries_with_lines', text: plans.insert_entries_with_lines,
-        values: [eKey, eKind, eDate, eDesc, eMeta, eRev, eHold, lKey, lNo, lDr, lCr, lAmt],
+        name: 'ledger_insert_entries_with_lines', text: plans.insert_entries_with_lines, values: batchColumns(entries, ids),
       });
       inserted = r.rows;
     } catch (e) {
@@ -176,11 +178,7 @@ export class Ledger {
     }
     const results = new Map<string, PostResult>();
     for (const row of inserted) results.set(row.idem_key, { idemKey: row.idem_key, entryId: row.id, replayed: false });
-    if (this.observer) {
-      const writtenByKind = new Map<string, number>();
-      for (const e of entries) if (results.has(e.idemKey)) writtenByKind.set(e.kind, (writtenByKind.get(e.kind) ?? 0) + 1);
-      this.observer.batchPosted({ entries: n, written: inserted.length, seconds: Number(process.hrtime.bigint() - started) / 1e9, writtenByKind });
-    }
+    this.observe(entries.filter((e) => results.has(e.idemKey)), n, Number(process.hrtime.bigint() - started) / 1e9);
     if (results.size < n) {
       const replayKeys = entries.filter((e) => !results.has(e.idemKey)).map((e) => e.idemKey);
       const existing = await q.query<Row>(plans.existing_entries_by_keys, [replayKeys]);
@@ -373,6 +371,65 @@ function toAccountView(r: Row): AccountView {
 }
 
 /** Database refusals that mean "the caller asked for something impossible" become 4xx errors. */
+/** Checks a batch (size, each entry, keys once) and returns the account codes it names. */
+function checkBatch(entries: readonly EntryInput[]): Set<string> {
+  if (entries.length > batch_entries_max) {
+    throw unprocessable('BATCH_TOO_LARGE', `A ledger batch holds at most ${batch_entries_max} entries.`);
+  }
+  const seen = new Set<string>();
+  const codes = new Set<string>();
+  for (const e of entries) {
+    validateEntry(e);
+    if (seen.has(e.idemKey)) throw conflict('IDEMPOTENCY_KEY_REPEATED', 'An idempotency key appears twice in one batch.', { idemKey: e.idemKey });
+    seen.add(e.idemKey);
+    for (const l of e.lines) {
+      codes.add(l.debit);
+      codes.add(l.credit);
+    }
+  }
+  return codes;
+}
+
+/**
+ * A batch as the insert's twelve column arrays: entries (key, kind, date, description,
+ * metadata, reversed entry, hold), then lines (entry key, line number, debit and credit account
+ * ids, amount).
+ */
+function batchColumns(entries: readonly (EntryInput & { holdId?: bigint })[], ids: Map<string, bigint>): [
+  string[], string[], string[], (string | null)[], (string | null)[], (string | null)[], (string | null)[],
+  string[], number[], string[], string[], string[],
+] {
+  let lineCount = 0;
+  for (const e of entries) lineCount += e.lines.length;
+  const n = entries.length;
+  const eKey = new Array<string>(n), eKind = new Array<string>(n), eDate = new Array<string>(n);
+  const eDesc = new Array<string | null>(n), eMeta = new Array<string | null>(n);
+  const eRev = new Array<string | null>(n), eHold = new Array<string | null>(n);
+  const lKey = new Array<string>(lineCount), lNo = new Array<number>(lineCount);
+  const lDr = new Array<string>(lineCount), lCr = new Array<string>(lineCount), lAmt = new Array<string>(lineCount);
+  let k = 0;
+  for (let i = 0; i < n; i++) {
+    const e = entries[i];
+    eKey[i] = e.idemKey;
+    eKind[i] = e.kind;
+    eDate[i] = e.businessDate;
+    eDesc[i] = e.description ?? null;
+    eMeta[i] = e.metadata === undefined ? null : JSON.stringify(e.metadata);
+    eRev[i] = e.reversesEntryId === undefined ? null : String(e.reversesEntryId);
+    eHold[i] = e.holdId === undefined ? null : String(e.holdId);
+    for (let j = 0; j < e.lines.length; j++) {
+      const l = e.lines[j];
+      lKey[k] = e.idemKey;
+      lNo[k] = j;
+      lDr[k] = String(ids.get(l.debit));
+      lCr[k] = String(ids.get(l.credit));
+      lAmt[k] = String(l.amountFen);
+      k++;
+    }
+  }
+  return [eKey, eKind, eDate, eDesc, eMeta, eRev, eHold, lKey, lNo, lDr, lCr, lAmt];
+}
+
 export function translatePgError(e: unknown): unknown {
   const err = e as { code?: string; constraint?: string; message?: string };
   if (err?.code === '23514' && err.constraint === 'ledger_account_no_negative') {

@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DomainError } from '../engine/errors.ts';
 import {
-  dailyLimitDecision, medicalSplit, payment_amount_fen_max, paymentStatus, planQrPayment, planRefund, qrRequestCanonical,
+  medicalSplit, payment_amount_fen_max, paymentStatus, planQrPayment, planRefund, qrRequestCanonical,
   refunds_per_payment_max, type QrPaymentAsk, type QrPaymentFacts,
 } from '../engine/payments/index.ts';
 
@@ -81,16 +81,6 @@ describe('refund split', () => {
     expect(paymentStatus(100n, 1n)).toBe('PARTIALLY_REFUNDED');
     expect(paymentStatus(100n, 99n)).toBe('PARTIALLY_REFUNDED');
     expect(paymentStatus(100n, 100n)).toBe('REFUNDED');
-  });
-});
-
-describe('daily limit', () => {
-  it('approves exactly while today plus this stays within the limit', () => {
-    fc.assert(fc.property(fen(10n ** 8n), fc.bigInt({ min: 1n, max: 10n ** 8n }), fen(10n ** 8n), (today, amount, limit) => {
-      const d = dailyLimitDecision(today, amount, limit);
-      expect(d.approved).toBe(today + amount <= limit);
-      if (!d.approved) expect(d.declineCode).toBe('DAILY_LIMIT_EXCEEDED');
-    }));
   });
 });
 

@@ -1,7 +1,7 @@
 /** Online payments' adapters: the public face of this folder. */
 export { Batcher, QueueFull } from './batcher.ts';
 export type { BatcherLimits, Settled } from './batcher.ts';
-export { SimulatedBank, sim_bank_latency_ms_default, untilAborted } from './bank-auth.ts';
+export { SimulatedBank, sim_bank_decline, sim_bank_latency_ms_default, untilAborted } from './bank-auth.ts';
 export type { BankAuthRequest, BankAuthResult, BankAuthorizer, BankReversalRequest, SimulatedBankOptions } from './bank-auth.ts';
 export {
   bank_auth_timeout_ms,

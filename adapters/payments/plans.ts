@@ -1,11 +1,7 @@
 /** The payments' SQL, as named statements. */
 import { escapeLiteral } from 'pg';
+import { sqlArray } from '../../ledger/sql-literals.ts';
 import { cycle_lock_key } from '../postgres/cycles.ts';
-
-/** A text[] literal for the simple protocol (each element escaped). */
-function textArray(values: readonly string[]): string {
-  return `ARRAY[${values.map(escapeLiteral).join(', ')}]::text[]`;
-}
 
 const payment_columns = `
   p.id, p.merchant_id, p.order_id, p.request_sha256, p.merchant_kind, p.card_no, p.issuing_bank,
@@ -28,25 +24,24 @@ export const claim_columns = [
 ] as const;
 export type ClaimColumns = Record<(typeof claim_columns)[number][0], readonly (string | null)[]>;
 
-function literalArray(values: readonly (string | null)[], type: 'text' | 'bigint'): string {
-  const items = values.map((v) => (v === null ? 'NULL' : type === 'bigint' ? BigInt(v).toString() : escapeLiteral(v)));
-  return `ARRAY[${items.join(', ')}]::${type}[]`;
-}
-
 /**
- * The claim of a batch of payments: payments_claim_qr in 0005_payments.sql (the cycle lock, the
+ * The claim of a batch of payments: payments_claim_qr in 0009_payments_hot_path.sql (the cycle lock, the
  * open cycle read after it, the claim of codes, orders and bills).
  */
 function claimQrPayments(columns: ClaimColumns, at: Date): string {
-  const arrays = claim_columns.map(([name, type]) => literalArray(columns[name], type)).join(',\n      ');
-  return `SELECT * FROM payments_claim_qr(${cycle_lock_key[0]}, ${cycle_lock_key[1]}, ${escapeLiteral(at.toISOString())}::timestamptz,
-      ${arrays})`;
+  return `SELECT * FROM payments_claim_qr(${claimArguments(columns, at)})`;
+}
+
+function claimArguments(columns: ClaimColumns, at: Date): string {
+  const arrays = claim_columns.map(([name, type]) => sqlArray(columns[name], type)).join(',\n      ');
+  return `${cycle_lock_key[0]}, ${cycle_lock_key[1]}, ${escapeLiteral(at.toISOString())}::timestamptz,
+      ${arrays}`;
 }
 
 export const plans = {
   // ---- QR payments ------------------------------------------------------------------------
 
-  /** Everything a batch of QR payments is decided on (see payments_qr_facts in 0005_payments.sql). */
+  /** Everything a batch of QR payments is decided on (see payments_qr_facts in 0017_one_round_trip_posting.sql). */
   qr_facts: `SELECT * FROM payments_qr_facts($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::boolean[])`,
 
   /**
@@ -54,6 +49,15 @@ export const plans = {
    * shared cycle lock first). Simple protocol, so the arrays go in as escaped literals.
    */
   begin_and_claim_qr_payments: (columns: ClaimColumns, at: Date) => `BEGIN ISOLATION LEVEL READ COMMITTED; ${claimQrPayments(columns, at)}`,
+
+  /**
+   * A whole posting transaction in one request: the claim of a batch that must win whole in
+   * cycle `cycleId` (payments_claim_qr_all in 0017_one_round_trip_posting.sql), the ledger's
+   * statement for the batch's entries, COMMIT. Any failure leaves the transaction aborted (the
+   * caller rolls back).
+   */
+  claim_and_post_qr_payments: (cycleId: string, columns: ClaimColumns, at: Date, ledgerStatement: string) =>
+    `BEGIN ISOLATION LEVEL READ COMMITTED; SELECT payments_claim_qr_all(${escapeLiteral(cycleId)}, ${claimArguments(columns, at)}); ${ledgerStatement}; COMMIT`,
 
   /** The claim alone (again, after opening the first cycle of a new database). */
   claim_qr_payments: (columns: ClaimColumns, at: Date) => claimQrPayments(columns, at),
@@ -139,29 +143,22 @@ export const plans = {
   // ---- The simulated bank -----------------------------------------------------------------
 
   /**
-   * One round trip for a batch of authorizations: open the transaction, then sim_bank_lock_and_read
-   * (0005_payments.sql) takes the cards' locks and reads each authorization (if already decided)
-   * and its card's approved total for the day, after the locks. Simple protocol (several
+   * A batch of authorizations decided in one round trip: sim_bank_decide
+   * (0018_sim_bank_one_round_trip.sql) in its own transaction. Simple protocol (several
    * statements need it), so values go in as escaped literals.
    * The simulated bank stands in for another institution's system: its commits do not wait for
    * the WAL flush (a Postgres crash could forget its last fraction of a second of decisions; an
    * engine restart forgets nothing). The engine's own transactions keep synchronous commit.
    */
-  sim_bank_begin_and_read: (lockNamespace: number, authIds: readonly string[], cardNos: readonly string[], localDate: string) => `
+  sim_bank_decide: (lockNamespace: number, reqs: readonly { authId: string; bankCode: string; cardNo: string; merchantId: string; amountFen: bigint }[],
+    localDate: string, at: Date) => `
     BEGIN ISOLATION LEVEL READ COMMITTED;
     SET LOCAL synchronous_commit = off;
-    SELECT * FROM sim_bank_lock_and_read(${Math.trunc(lockNamespace)}, ${textArray(authIds)}, ${textArray(cardNos)}, ${escapeLiteral(localDate)}::date)`,
+    SELECT * FROM sim_bank_decide(${Math.trunc(lockNamespace)}, ${sqlArray(reqs.map((r) => r.authId), 'text')},
+      ${sqlArray(reqs.map((r) => r.bankCode), 'text')}, ${sqlArray(reqs.map((r) => r.cardNo), 'text')},
+      ${sqlArray(reqs.map((r) => r.merchantId), 'text')}, ${sqlArray(reqs.map((r) => r.amountFen), 'bigint')},
+      ${escapeLiteral(localDate)}::date, ${escapeLiteral(at.toISOString())}::timestamptz) ORDER BY ord;
+    COMMIT`,
 
-  /** The decisions of a batch (the caller then commits, releasing the cards' locks). */
-  sim_bank_record: (decisions: readonly {
-    authId: string; bankCode: string; cardNo: string; merchantId: string; localDate: string; amountFen: bigint;
-    authCode: string | null; declineCode: string | null; at: Date;
-  }[]) => `
-    INSERT INTO sim_bank_authorization (auth_id, bank_code, card_no, merchant_id, local_date, amount_fen, approved, auth_code, decline_code, decided_at)
-    VALUES ${decisions.map((d) => `(${escapeLiteral(d.authId)}, ${escapeLiteral(d.bankCode)}, ${escapeLiteral(d.cardNo)}, ${escapeLiteral(d.merchantId)},
-            ${escapeLiteral(d.localDate)}::date, ${BigInt(d.amountFen).toString()}::bigint, ${d.declineCode === null},
-            ${d.authCode === null ? 'NULL' : escapeLiteral(d.authCode)}, ${d.declineCode === null ? 'NULL' : escapeLiteral(d.declineCode)},
-            ${escapeLiteral(d.at.toISOString())}::timestamptz)`).join(',\n           ')}`,
-
-  sim_bank_reverse: `INSERT INTO sim_bank_reversal (auth_id, card_no, reversed_at) VALUES ($1, $2, $3) ON CONFLICT (auth_id) DO NOTHING`,
+  sim_bank_reverse: `SELECT sim_bank_reverse($1::int, $2::text, $3::text, $4::timestamptz)`,
 };

@@ -4,6 +4,7 @@
  * sends BEGIN alone. Same contract otherwise: commit, or roll back and retry the whole
  * transaction after a deadlock or serialization failure, a bounded number of times.
  */
+import type { QueryResult } from 'pg';
 import { isRetryable, type Db, type Tx } from '../postgres/db.ts';
 
 /** Attempts of a transaction that lost a deadlock (as `withTx`). */
@@ -28,7 +29,33 @@ export async function inSelfOpenedTransaction<T>(db: Db, fn: (tx: Tx) => Promise
     } finally {
       client.release(broken);
     }
-    // Jittered back-off so the losers of a deadlock do not collide again in lock step.
-    await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 10 * attempt)));
+    await backOff(attempt);
   }
+}
+
+/**
+ * A whole transaction as one request (simple protocol): `text` begins with BEGIN and ends with
+ * COMMIT. Answers each statement's result. On failure the transaction is rolled back (the
+ * connection discarded if it cannot be) and, when `retry` is set, a deadlock or serialization
+ * failure is tried again, as `inSelfOpenedTransaction` does.
+ */
+export async function transactionInOneRequest(db: Db, text: string, retry: boolean): Promise<QueryResult[]> {
+  for (let attempt = 1; ; attempt++) {
+    const client = await db.connect();
+    let broken = false;
+    try {
+      return (await client.query(text)) as unknown as QueryResult[];
+    } catch (e) {
+      broken = await client.query('ROLLBACK').then(() => false, () => true);
+      if (!retry || !isRetryable(e) || attempt >= tx_attempts_max) throw e;
+    } finally {
+      client.release(broken);
+    }
+    await backOff(attempt);
+  }
+}
+
+/** Jittered back-off so the losers of a deadlock do not collide again in lock step. */
+function backOff(attempt: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, Math.floor(Math.random() * 10 * attempt)));
 }

@@ -4,8 +4,6 @@ export {
   cardStatusRefusal,
   checkAmount,
   checkPurseLoad,
-  dailyLimitDecision,
-  decline_reason,
   idempotencyConflict,
   medicalSplit,
   payment_amount_fen_max,
@@ -19,7 +17,6 @@ export {
 } from './rules.ts';
 export type {
   CardStatus,
-  LimitDecision,
   MerchantKind,
   MerchantStatus,
   PaymentStatus,

@@ -52,12 +52,6 @@ export const payment_error = {
   concurrent_update: 'CONCURRENT_UPDATE',
 } as const;
 
-export const decline_reason = {
-  daily_limit_exceeded: 'DAILY_LIMIT_EXCEEDED',
-  unknown_account: 'UNKNOWN_ACCOUNT',
-  reversed: 'AUTHORIZATION_REVERSED',
-} as const;
-
 export function amountOutOfRange(what: string, maxFen: bigint): DomainError {
   return unprocessable(payment_error.amount_out_of_range, `${what} must be 1..${maxFen} fen.`, { amountFenMax: String(maxFen) });
 }
@@ -224,20 +218,6 @@ export function planRefund(payment: { amountFen: bigint; medicalFen: bigint }, r
 export function paymentStatus(amountFen: bigint, refundedFen: bigint): PaymentStatus {
   if (refundedFen === 0n) return 'SUCCEEDED';
   return refundedFen >= amountFen ? 'REFUNDED' : 'PARTIALLY_REFUNDED';
-}
-
-// ---------------------------------------------------------------------------------------------
-// The simulated bank's daily limit
-// ---------------------------------------------------------------------------------------------
-
-export type LimitDecision = { approved: true } | { approved: false; declineCode: string };
-
-/**
- * Approve when today's approved (and not reversed) authorizations plus this one stay within the
- * card's daily limit. "Today" is the Asia/Shanghai calendar day of the authorization.
- */
-export function dailyLimitDecision(approvedTodayFen: bigint, amountFen: bigint, dailyLimitFen: bigint): LimitDecision {
-  return approvedTodayFen + amountFen <= dailyLimitFen ? { approved: true } : { approved: false, declineCode: decline_reason.daily_limit_exceeded };
 }
 
 // ---------------------------------------------------------------------------------------------
