@@ -46,9 +46,15 @@ export async function paced(o: {
   connectionsMax: number;
   request: (i: number) => PacedRequest;
   onProgress?: (sent: number, total: number) => void;
+  /**
+   * The keep-alive connections to send on (the caller's, kept open after the run: a warm-up's
+   * connections then carry the measured run, as a fleet of scanners keeps its connections); by
+   * default a pool of this run's own, closed at its end.
+   */
+  agent?: http.Agent;
 }): Promise<PacedResult> {
   const url = new URL(o.baseUrl);
-  const agent = new http.Agent({ keepAlive: true, maxSockets: o.connectionsMax, maxFreeSockets: o.connectionsMax });
+  const agent = o.agent ?? pacedAgent(o.connectionsMax);
   const total = Math.round(o.ratePerS * o.seconds);
   const intervalMs = 1000 / o.ratePerS;
   const out: PacedResult = { sent: 0, ok: 0, non2xx: 0, errors: 0, statusCounts: {}, latencyMs: [], queueWaitMsMax: 0, durationS: 0 };
@@ -96,7 +102,12 @@ export async function paced(o: {
     else tick();
   });
   out.durationS = (performance.now() - start) / 1000;
-  agent.destroy();
+  if (o.agent === undefined) agent.destroy();
   out.latencyMs.sort((a, b) => a - b);
   return out;
+}
+
+/** A pool of at most `connectionsMax` keep-alive connections, for one or several runs. */
+export function pacedAgent(connectionsMax: number): http.Agent {
+  return new http.Agent({ keepAlive: true, maxSockets: connectionsMax, maxFreeSockets: connectionsMax });
 }

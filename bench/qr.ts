@@ -7,7 +7,7 @@
  * the medical account, 5% utility bills, the rest plain QR. The same run measures GET /healthz at
  * the same rate as the baseline: what the machine, Node and HTTP cost before any payment work.
  *
- * Options: --rate N (req/s, default 1000) --duration S (default 20) --warmup S (default 3)
+ * Options: --rate N (req/s, default 1000) --duration S (default 20) --warmup S (default 10)
  *          --connections N (most keep-alive connections open at once, default 64)
  *          --cards N (default 100000) --medical-share F (0.15) --utility-share F (0.05)
  *          --pool N (engine PG_POOL_SIZE) --profile DIR (write the engine's V8 CPU profile there)
@@ -19,6 +19,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import type http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,10 +29,10 @@ import { ConfigKeyStore, encodeQrCode } from '../adapters/crypto/index.ts';
 import { createPool, withTx } from '../adapters/postgres/db.ts';
 import { Ledger, type EntryInput } from '../ledger/index.ts';
 import { benchDatabase, percentile, progress, report } from './support.ts';
-import { paced, type PacedRequest, type PacedResult } from './paced.ts';
+import { paced, pacedAgent, type PacedRequest, type PacedResult } from './paced.ts';
 
 const { values } = parseArgs({ args: process.argv.slice(3), options: {
-  rate: { type: 'string', default: '1000' }, duration: { type: 'string', default: '20' }, warmup: { type: 'string', default: '3' },
+  rate: { type: 'string', default: '1000' }, duration: { type: 'string', default: '20' }, warmup: { type: 'string', default: '10' },
   connections: { type: 'string', default: '64' }, cards: { type: 'string', default: '100000' },
   'medical-share': { type: 'string', default: '0.15' }, 'utility-share': { type: 'string', default: '0.05' }, pool: { type: 'string' },
   profile: { type: 'string' },
@@ -86,11 +87,11 @@ function plan(count: number, firstCard: number, keyStore: ConfigKeyStore, issued
 }
 
 /** `rate_per_s` requests for `seconds`, evenly spaced (see bench/paced.ts). */
-async function run(baseUrl: string, request: (i: number) => PacedRequest, seconds: number, title: string): Promise<PacedResult> {
+async function run(baseUrl: string, request: (i: number) => PacedRequest, seconds: number, title: string, agent?: http.Agent): Promise<PacedResult> {
   const bar = progress(title, Math.round(rate_per_s * seconds));
   let shown = 0;
   const r = await paced({
-    baseUrl, ratePerS: rate_per_s, seconds, connectionsMax: connections, request,
+    baseUrl, ratePerS: rate_per_s, seconds, connectionsMax: connections, request, ...(agent ? { agent } : {}),
     onProgress: (sent) => { if (sent > shown) { bar.tick(sent - shown); shown = sent; } },
   });
   bar.stop();
@@ -208,12 +209,15 @@ try {
   const warm = plan(warmCount, cards_total - 1 - warmCount, keyStore, issuedAtS, 'warm');
   // Warm-up (not reported), right before the measured run: JIT, connection pools and their
   // sessions' plans, account-id and principal caches, as on an engine that has been serving.
-  if (warmup_s > 0) await run(base, paymentRequests(warm), warmup_s, 'warm-up');
+  // The scanners' connections: opened by the warm-up, kept by the measured run.
+  const scanners = pacedAgent(connections);
+  if (warmup_s > 0) await run(base, paymentRequests(warm), warmup_s, 'warm-up', scanners);
   const load0 = os.loadavg()[0];
   const backends = (await db.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`)).rows.map((x) => x.pid);
   const enginePid = engine.child.pid === undefined ? [] : [engine.child.pid];
   const cpu0 = { engine: cpuMs(enginePid), pg: cpuMs(backends), self: process.cpuUsage() };
-  const payments = await run(base, paymentRequests(planned), duration_s, 'POST /v1/payments/qr');
+  const payments = await run(base, paymentRequests(planned), duration_s, 'POST /v1/payments/qr', scanners);
+  scanners.destroy();
   const selfCpu = process.cpuUsage(cpu0.self);
   const perPayment = (ms: number) => Number((ms / Math.max(payments.sent, 1)).toFixed(3));
   const cpu = {
