@@ -75,10 +75,10 @@ export interface SimulatedBankOptions {
 
 /**
  * Authorizations the simulated bank decides together: those that arrive while it is deciding a
- * batch (its answer to a burst of payments is a few set-based statements, not one transaction
- * per payment; a real bank link would batch its messages the same way).
+ * batch (its answer to a burst of payments is one request and one transaction, not one per
+ * payment; a real bank link would batch its messages the same way). The queue holds, like the
+ * payment queues (see payment_queue_items_max), about two seconds of work.
  */
-/** Like the payment queues (see payment_queue_items_max): about two seconds of work. */
 const sim_bank_batch_limits: BatcherLimits = { items_max: 500, batches_in_flight_max: 1, queue_items_max: 2_000 };
 
 export class SimulatedBank implements BankAuthorizer {
