@@ -25,7 +25,8 @@ const at = (minutes: number) => new Date(t0 + minutes * minute);
 
 interface ModelAccount { normalSide: NormalSide; noNegative: boolean; dr: bigint; cr: bigint; drPend: bigint; crPend: bigint }
 interface ModelHold { holdId: bigint; idemKey: string; debit: string; credit: string; amountFen: bigint; kind: string; expiresMin: number; outcome: null | 'POSTED' | 'VOIDED' | 'EXPIRED'; postedAmountFen: bigint; postKey?: string; postEntryId?: bigint }
-interface ModelEntry { entryId: bigint; input: EntryInput; reversed: boolean }
+/** An entry as posted; a hold's posting entry carries its hold id (part of what a replay must repeat). */
+interface ModelEntry { entryId: bigint; input: EntryInput & { holdId?: bigint }; reversed: boolean }
 
 /** One model for the whole file (expireHolds is global, so holds of earlier runs matter too). */
 const accounts = new Map<string, ModelAccount>();
@@ -289,7 +290,7 @@ describe('ledger model-based property', () => {
                 h.postKey = idemKey;
                 h.postEntryId = v.entryId;
                 applyDelta(linesDelta(lines));
-                entries.push({ entryId: v.entryId, input: { idemKey, kind: h.kind, businessDate: business_date, lines }, reversed: false });
+                entries.push({ entryId: v.entryId, input: { idemKey, kind: h.kind, businessDate: business_date, holdId: h.holdId, lines }, reversed: false });
                 expectDelta.entries = 1n; expectDelta.postings = 1n; expectDelta.resolutions = 1n;
               }
             }
@@ -351,7 +352,7 @@ describe('ledger model-based property', () => {
           case 'replay': {
             if (entries.length === 0) { commandsRun--; continue; }
             const target = entries[cmd.e % entries.length];
-            const input: EntryInput = structuredClone(target.input);
+            const input = structuredClone(target.input);
             if (cmd.tamper === 'amount') input.lines[0].amountFen += 1n;
             if (cmd.tamper === 'kind') input.kind = input.kind === 'ADJUSTMENT' ? 'PURSE_PURCHASE' : 'ADJUSTMENT';
             if (cmd.tamper === 'account') {
