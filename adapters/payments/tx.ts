@@ -5,10 +5,7 @@
  * transaction after a deadlock or serialization failure, a bounded number of times.
  */
 import type { QueryResult } from 'pg';
-import { isRetryable, type Db, type Tx } from '../postgres/db.ts';
-
-/** Attempts of a transaction that lost a deadlock (as `withTx`). */
-const tx_attempts_max = 8;
+import { isRetryable, retryBackOff, tx_attempts_max, type Db, type Tx } from '../postgres/db.ts';
 
 /**
  * `fn` must start with a request that begins with BEGIN; this commits (or rolls back) for it.
@@ -29,7 +26,7 @@ export async function inSelfOpenedTransaction<T>(db: Db, fn: (tx: Tx) => Promise
     } finally {
       client.release(broken);
     }
-    await backOff(attempt);
+    await retryBackOff(attempt);
   }
 }
 
@@ -51,11 +48,6 @@ export async function transactionInOneRequest(db: Db, text: string, retry: boole
     } finally {
       client.release(broken);
     }
-    await backOff(attempt);
+    await retryBackOff(attempt);
   }
-}
-
-/** Jittered back-off so the losers of a deadlock do not collide again in lock step. */
-function backOff(attempt: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, Math.floor(Math.random() * 10 * attempt)));
 }

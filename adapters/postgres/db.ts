@@ -15,7 +15,8 @@ pg.types.setTypeParser(20, (v: string) => BigInt(v));
 // `date` stays a plain 'YYYY-MM-DD' string: business dates are calendar dates, not instants.
 pg.types.setTypeParser(1082, (v: string) => v);
 
-const tx_retries_max = 8;
+/** Attempts of a transaction that lost a deadlock or a serialization failure. */
+export const tx_attempts_max = 8;
 const retryable_sqlstates = new Set(['40P01', '40001']);
 
 /** How long a pooled connection lives before it is replaced (see createPool). */
@@ -43,6 +44,11 @@ export function isRetryable(e: unknown): boolean {
   return typeof code === 'string' && retryable_sqlstates.has(code);
 }
 
+/** Jittered back-off before attempt `attempt + 1`, so the losers of a deadlock do not collide again in lock step. */
+export function retryBackOff(attempt: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, Math.floor(Math.random() * 10 * attempt)));
+}
+
 export async function withTx<T>(db: Db, fn: (tx: Tx) => Promise<T>, isolation: 'READ COMMITTED' | 'SERIALIZABLE' = 'READ COMMITTED'): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     const client = await db.connect();
@@ -59,9 +65,8 @@ export async function withTx<T>(db: Db, fn: (tx: Tx) => Promise<T>, isolation: '
       } catch {
         client.release(true);
       }
-      if (isRetryable(e) && attempt < tx_retries_max) {
-        // Jittered back-off so the losers of a deadlock do not collide again in lock step.
-        await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 10 * attempt)));
+      if (isRetryable(e) && attempt < tx_attempts_max) {
+        await retryBackOff(attempt);
         continue;
       }
       throw e;
