@@ -178,7 +178,7 @@ export class Ledger {
     }
     const results = new Map<string, PostResult>();
     for (const row of inserted) results.set(row.idem_key, { idemKey: row.idem_key, entryId: row.id, replayed: false });
-    this.observe(entries.filter((e) => results.has(e.idemKey)), n, Number(process.hrtime.bigint() - started) / 1e9);
+    if (this.observer) this.observe(entries.filter((e) => results.has(e.idemKey)), n, Number(process.hrtime.bigint() - started) / 1e9);
     if (results.size < n) {
       const replayKeys = entries.filter((e) => !results.has(e.idemKey)).map((e) => e.idemKey);
       const existing = await q.query<Row>(plans.existing_entries_by_keys, [replayKeys]);
