@@ -9,6 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BankAuthorizer } from '../adapters/payments/index.ts';
 import { SimulatedBank } from '../adapters/payments/index.ts';
+import { withTx } from '../adapters/postgres/db.ts';
 import type { EntryInput, Queryable } from '../ledger/index.ts';
 import { Ledger } from '../ledger/index.ts';
 import { freshDatabase, type TestDb } from './support/db.ts';
@@ -78,6 +79,26 @@ async function node(bank?: BankAuthorizer): Promise<PaymentsApp & { ledger: Coun
   return { ...n, ledger };
 }
 
+/**
+ * The simulated bank, which after approving `cardNo`'s first authorization runs `meanwhile`:
+ * something that changes the facts between deciding a payment and posting it.
+ */
+function bankThatMeanwhile(cardNo: string, meanwhile: () => Promise<void>): BankAuthorizer {
+  const inner = new SimulatedBank(db.pool, { now: clock.now, latencyMs: 0 });
+  let done = false;
+  return {
+    async authorize(req, signal) {
+      const res = await inner.authorize(req, signal);
+      if (req.cardNo === cardNo && !done) {
+        done = true;
+        await meanwhile();
+      }
+      return res;
+    },
+    reverse: (req, signal) => inner.reverse(req, signal),
+  };
+}
+
 describe('posting a batch in one round trip', () => {
   it('once the cycle and accounts are known, concurrent payments post in one round trip and answer what was stored', async () => {
     const n = await node();
@@ -123,19 +144,7 @@ describe('posting a batch in one round trip', () => {
 
   it('a card reported lost between deciding and posting: that payment is refused, the rest of its batch is posted', async () => {
     const victim = card(30);
-    const inner = new SimulatedBank(db.pool, { now: clock.now, latencyMs: 0 });
-    let reported = false;
-    const lossDuringAuth: BankAuthorizer = {
-      async authorize(req, signal) {
-        const res = await inner.authorize(req, signal);
-        if (req.cardNo === victim && !reported) {
-          reported = true;
-          await setCardStatus(db.pool, victim, 'LOST_REPORTED', clock.now());
-        }
-        return res;
-      },
-      reverse: (req, signal) => inner.reverse(req, signal),
-    };
+    const lossDuringAuth = bankThatMeanwhile(victim, () => setCardStatus(db.pool, victim, 'LOST_REPORTED', clock.now()));
     const n = await node(lossDuringAuth);
     try {
       const warm = await pay(n.app, shop, { qr_code: qrFor(n.deps, card(31), clock.seconds()), amount_fen: '100', order_id: order() });
@@ -160,29 +169,11 @@ describe('posting a batch in one round trip', () => {
 
   it('a medical account drained between deciding and posting: the payment is split again and posted', async () => {
     const patient = card(40);
-    const inner = new SimulatedBank(db.pool, { now: clock.now, latencyMs: 0 });
-    let drained = false;
-    const drainDuringAuth: BankAuthorizer = {
-      async authorize(req, signal) {
-        const res = await inner.authorize(req, signal);
-        if (req.cardNo === patient && !drained) {
-          drained = true;
-          // Another institution's draw on the account, committed after the payment read it.
-          const l = new Ledger();
-          const c = await db.pool.connect();
-          try {
-            await c.query('BEGIN');
-            await l.postBatch(c, [{ idemKey: `drain:${patient}`, kind: 'MEDICAL_DRAW', businessDate: '2026-11-28',
-              lines: [{ debit: `card:${patient}:medical`, credit: `bank:${issuer}:clearing`, amountFen: 900n }] }]);
-            await c.query('COMMIT');
-          } finally {
-            c.release();
-          }
-        }
-        return res;
-      },
-      reverse: (req, signal) => inner.reverse(req, signal),
-    };
+    // Another institution's draw on the account, committed after the payment read it.
+    const drainDuringAuth = bankThatMeanwhile(patient, () => withTx(db.pool, async (tx) => {
+      await new Ledger().postBatch(tx, [{ idemKey: `drain:${patient}`, kind: 'MEDICAL_DRAW', businessDate: '2026-11-28',
+        lines: [{ debit: `card:${patient}:medical`, credit: `bank:${issuer}:clearing`, amountFen: 900n }] }]);
+    }));
     const n = await node(drainDuringAuth);
     try {
       const warm = await pay(n.app, hospital, { qr_code: qrFor(n.deps, card(41), clock.seconds()), amount_fen: '1500', order_id: order(), medical: { visit_no: 'W' } });

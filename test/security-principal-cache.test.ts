@@ -9,6 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { buildApp } from '../adapters/http/app.ts';
 import { revokeApiKey } from '../adapters/auth/api-keys.ts';
+import type { Principal } from '../adapters/auth/api-keys.ts';
 import { listenForRevocations, PrincipalCache, principal_cache_ttl_ms } from '../adapters/auth/principal-cache.ts';
 import { createPool, type Db } from '../adapters/postgres/db.ts';
 import { freshDatabase, type TestDb } from './support/db.ts';
@@ -55,6 +56,18 @@ afterAll(async () => {
   await other?.end();
   await db?.drop();
 });
+
+/** Look-ups that answer only when the test says so: each one's answer, by the order they began. */
+function heldLookUps() {
+  type P = Principal | null;
+  const answers: ((p: P) => void)[] = [];
+  return {
+    lookUp: () => new Promise<P>((r) => { answers.push(r); }),
+    count: () => answers.length,
+    answer: (n: number, p: P) => answers[n](p),
+    answerLatest: (p: P) => answers[answers.length - 1](p),
+  };
+}
 
 describe('principal cache', () => {
   it('serves a key from memory once looked up (a silent revocation is not seen until the TTL passes)', async () => {
@@ -104,29 +117,24 @@ describe('principal cache', () => {
   it('concurrent misses of one token share one look-up; a request after a revocation does not join it', async () => {
     const c = new PrincipalCache({ now: () => cacheNowMs });
     const principal = { keyId: 'key_1111111111111111', role: 'finance' as const, scopeId: null };
-    let lookUps = 0;
-    let answer: (p: typeof principal | null) => void = () => undefined;
-    const lookUp = () => {
-      lookUps++;
-      return new Promise<typeof principal | null>((r) => { answer = r; });
-    };
+    const held = heldLookUps();
+    const lookUp = held.lookUp;
     const waiting = Array.from({ length: 50 }, () => c.resolve('tok.en', lookUp));
-    expect(lookUps).toBe(1);
-    answer(principal);
+    expect(held.count()).toBe(1);
+    held.answerLatest(principal);
     expect(await Promise.all(waiting)).toEqual(Array.from({ length: 50 }, () => principal));
     // Remembered: no look-up until the TTL passes.
     expect(await c.resolve('tok.en', lookUp)).toEqual(principal);
-    expect(lookUps).toBe(1);
+    expect(held.count()).toBe(1);
 
     cacheNowMs += principal_cache_ttl_ms;
     const beforeRevocation = c.resolve('tok.en', lookUp);
-    const firstAnswer = answer;
-    expect(lookUps).toBe(2);
+    expect(held.count()).toBe(2);
     c.forgetKey(principal.keyId);
     const afterRevocation = c.resolve('tok.en', lookUp);
-    expect(lookUps).toBe(3);
-    answer(null);
-    firstAnswer(principal);
+    expect(held.count()).toBe(3);
+    held.answerLatest(null);
+    held.answer(1, principal);
     expect(await afterRevocation).toBeNull();
     // The look-up that began before the revocation answers its own callers but is not remembered.
     expect(await beforeRevocation).toEqual(principal);
@@ -136,27 +144,23 @@ describe('principal cache', () => {
   it('a busy key is refreshed in the background before it expires; a key found revoked then is forgotten', async () => {
     const c = new PrincipalCache({ now: () => cacheNowMs });
     const principal = { keyId: 'key_2222222222222222', role: 'finance' as const, scopeId: null };
-    let lookUps = 0;
-    let answer: (p: typeof principal | null) => void = () => undefined;
-    const lookUp = () => {
-      lookUps++;
-      return new Promise<typeof principal | null>((r) => { answer = r; });
-    };
+    const held = heldLookUps();
+    const lookUp = held.lookUp;
     const first = c.resolve('tok.en2', lookUp);
-    answer(principal);
+    held.answerLatest(principal);
     expect(await first).toEqual(principal);
     // Past every possible refresh time, before expiry: answered at once from memory, one look-up started.
     cacheNowMs += Math.ceil(principal_cache_ttl_ms * 0.8);
     const during = await Promise.all([c.resolve('tok.en2', lookUp), c.resolve('tok.en2', lookUp)]);
     expect(during).toEqual([principal, principal]);
-    expect(lookUps).toBe(2);
+    expect(held.count()).toBe(2);
     // The refresh finds the key revoked (silently, in the table only): the entry goes.
-    answer(null);
+    held.answerLatest(null);
     await new Promise((r) => setImmediate(r));
     expect(c.get('tok.en2')).toBeNull();
     const after = c.resolve('tok.en2', lookUp);
-    expect(lookUps).toBe(3);
-    answer(null);
+    expect(held.count()).toBe(3);
+    held.answerLatest(null);
     expect(await after).toBeNull();
   });
 
