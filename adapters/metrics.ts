@@ -1,6 +1,7 @@
 /** Prometheus metrics: default process metrics plus the engine's own, in one registry. */
 import client from 'prom-client';
 import type { LedgerObserver } from '../ledger/index.ts';
+import type { BatchObserver } from './payments/batcher.ts';
 
 export interface Metrics {
   registry: client.Registry;
@@ -8,7 +9,12 @@ export interface Metrics {
   ledgerEntriesPosted: client.Counter<'kind'>;
   ledgerBatchDuration: client.Histogram<never>;
   ledgerBatchEntries: client.Histogram<never>;
+  paymentBatchDuration: client.Histogram<'stage'>;
+  paymentBatchItems: client.Histogram<'stage'>;
 }
+
+/** The online payment pipeline's batched stages (see adapters/payments/batcher.ts). */
+export type PaymentStage = 'facts' | 'bank' | 'post';
 
 export function createMetrics(): Metrics {
   const registry = new client.Registry();
@@ -32,6 +38,27 @@ export function createMetrics(): Metrics {
       name: 'onecard_ledger_batch_entries', help: 'Entries per ledger batch.',
       buckets: [1, 10, 100, 1000, 5000, 10000], registers: [registry],
     }),
+    // A stage runs one batch at a time: the rate of its duration sum is the fraction of the time
+    // it is busy, and a stage busy nearly all the time is where payments queue.
+    paymentBatchDuration: new client.Histogram({
+      name: 'onecard_payment_batch_duration_seconds',
+      help: 'Time of one batch of a QR payment stage: facts (one read), bank (the simulated bank deciding), post (claim, entries, commit).',
+      labelNames: ['stage'], buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: [registry],
+    }),
+    paymentBatchItems: new client.Histogram({
+      name: 'onecard_payment_batch_items', help: 'Payments (or authorizations) per batch of a QR payment stage.',
+      labelNames: ['stage'], buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500], registers: [registry],
+    }),
+  };
+}
+
+/** Feeds one payment stage's batches into the payment batch metrics. */
+export function paymentBatchObserver(m: Metrics, stage: PaymentStage): BatchObserver {
+  const duration = m.paymentBatchDuration.labels(stage);
+  const items = m.paymentBatchItems.labels(stage);
+  return (batch) => {
+    duration.observe(batch.seconds);
+    items.observe(batch.items);
   };
 }
 

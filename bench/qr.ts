@@ -14,7 +14,11 @@
  *
  * Beside latency it reports the CPU each payment cost the engine process, this database's
  * Postgres backends and the load generator (from /proc), and the 1-minute load average when the
- * run started: on a shared machine, other work on the same two cores shows there first.
+ * run started: on a shared machine, other work on the same two cores shows there first. `stages`
+ * says where a payment's time goes, from the engine's own metrics: for each batched stage (facts,
+ * bank, post) its batches, items per batch, mean batch time and the fraction of the run it was
+ * busy; each stage runs one batch at a time, so a stage busy most of the run is where payments
+ * queue.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -112,6 +116,39 @@ function cpuMs(pids: readonly number[]): number {
     }
   }
   return (ticks * 1000) / ticks_per_s;
+}
+
+type StageTotals = Record<'facts' | 'bank' | 'post', { batches: number; items: number; seconds: number }>;
+
+/** The payment stages' batch totals, read from the engine's /metrics. */
+async function stageTotals(base: string): Promise<StageTotals> {
+  const body = await (await fetch(`${base}/metrics`)).text();
+  const read = (series: string, stage: string) => Number(new RegExp(`^${series}\\{stage="${stage}"\\} (\\S+)$`, 'm').exec(body)?.[1] ?? 0);
+  const one = (stage: string) => ({
+    batches: read('onecard_payment_batch_items_count', stage),
+    items: read('onecard_payment_batch_items_sum', stage),
+    seconds: read('onecard_payment_batch_duration_seconds_sum', stage),
+  });
+  return { facts: one('facts'), bank: one('bank'), post: one('post') };
+}
+
+/**
+ * Per stage over the measured run: batches, items per batch, mean batch time, and the fraction of
+ * the run the stage was busy (it runs one batch at a time, so near 1 is where payments queue).
+ */
+function stageReport(before: StageTotals, after: StageTotals, seconds: number) {
+  const out: Record<string, { batches: number; items_per_batch: number; batch_ms_mean: number; busy_fraction: number }> = {};
+  for (const stage of ['facts', 'bank', 'post'] as const) {
+    const batches = after[stage].batches - before[stage].batches;
+    const busy = after[stage].seconds - before[stage].seconds;
+    out[stage] = {
+      batches,
+      items_per_batch: Number(((after[stage].items - before[stage].items) / Math.max(batches, 1)).toFixed(2)),
+      batch_ms_mean: Number(((busy * 1000) / Math.max(batches, 1)).toFixed(2)),
+      busy_fraction: Number((busy / Math.max(seconds, 1e-9)).toFixed(2)),
+    };
+  }
+  return out;
 }
 
 /** The engine as its own process; the tail of its output is kept for when it fails. */
@@ -215,9 +252,11 @@ try {
   const load0 = os.loadavg()[0];
   const backends = (await db.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`)).rows.map((x) => x.pid);
   const enginePid = engine.child.pid === undefined ? [] : [engine.child.pid];
+  const stages0 = await stageTotals(base);
   const cpu0 = { engine: cpuMs(enginePid), pg: cpuMs(backends), self: process.cpuUsage() };
   const payments = await run(base, paymentRequests(planned), duration_s, 'POST /v1/payments/qr', scanners);
   scanners.destroy();
+  const stages = stageReport(stages0, await stageTotals(base), payments.durationS);
   const selfCpu = process.cpuUsage(cpu0.self);
   const perPayment = (ms: number) => Number((ms / Math.max(payments.sent, 1)).toFixed(3));
   const cpu = {
@@ -247,6 +286,7 @@ try {
     payments_written: Number(written.rows[0].payments), medical_payments: Number(written.rows[0].medical), utility_payments: Number(written.rows[0].utility),
     payments_per_post_tx: Number((Number(written.rows[0].payments) / Math.max(Number(written.rows[0].post_txs), 1)).toFixed(2)),
     authorizations_per_bank_tx: Number((Number(written.rows[0].payments) / Math.max(Number(written.rows[0].bank_txs), 1)).toFixed(2)),
+    stages,
     baseline_latency_ms_p50: pct(baseline, 50), baseline_latency_ms_p99: baselineP99,
     baseline_engine_cpu_ms_per_request: Number((baselineEngineCpuMs / Math.max(baseline.sent, 1)).toFixed(3)),
     ratio: Number((p99 / Math.max(baselineP99, 0.1)).toFixed(2)),

@@ -73,6 +73,22 @@ describe('Batcher', () => {
     expect(sizes.reduce((a, x) => a + x, 0)).toBe(20);
   });
 
+  it('tells its observer of every batch when it ends, answered or failed: its size and how long it ran', async () => {
+    const seen: { items: number; seconds: number }[] = [];
+    let call = 0;
+    const b = new Batcher<number, number>(async (items) => {
+      call++;
+      await new Promise((r) => setTimeout(r, 20));
+      if (call === 2) throw new Error('database gone');
+      return items.map((x) => ({ ok: true, value: x }));
+    }, { items_max: 3, batches_in_flight_max: 1, queue_items_max: 1000 }, (batch) => seen.push(batch));
+    const results = await Promise.allSettled([1, 2, 3, 4, 5].map((x) => b.submit(x)));
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled', 'rejected', 'rejected']);
+    expect(seen.map((s) => s.items)).toEqual([3, 2]);
+    // Each ran for its 20 ms timer (timers may fire a little early, never much).
+    for (const s of seen) expect(s.seconds).toBeGreaterThan(0.015);
+  });
+
   it('refuses nonsensical limits', () => {
     expect(() => new Batcher(async () => [], { items_max: 0, batches_in_flight_max: 1, queue_items_max: 1 })).toThrow(RangeError);
   });

@@ -400,6 +400,30 @@ describe('the cardholder bank', () => {
   });
 });
 
+describe('metrics', () => {
+  it("counts each stage's batches: a payment alone is one batch of one in each of facts, bank and post", async () => {
+    const stages = async () => {
+      const m = await node.app.inject({ method: 'GET', url: '/metrics' });
+      expect(m.statusCode).toBe(200);
+      const read = (series: string, stage: string) => Number(new RegExp(`^${series}\\{stage="${stage}"\\} (\\S+)$`, 'm').exec(m.body)?.[1] ?? 0);
+      return Object.fromEntries(['facts', 'bank', 'post'].map((stage) => [stage, {
+        batches: read('onecard_payment_batch_items_count', stage),
+        items: read('onecard_payment_batch_items_sum', stage),
+        seconds: read('onecard_payment_batch_duration_seconds_sum', stage),
+      }]));
+    };
+    const before = await stages();
+    const r = await pay(node.app, shop, { qr_code: qrFor(node.deps, card(7), clock.seconds()), amount_fen: '100', order_id: order() });
+    expect(r.statusCode, r.body).toBe(201);
+    const after = await stages();
+    for (const stage of ['facts', 'bank', 'post']) {
+      expect(after[stage].batches - before[stage].batches, stage).toBe(1);
+      expect(after[stage].items - before[stage].items, stage).toBe(1);
+      expect(after[stage].seconds, stage).toBeGreaterThan(before[stage].seconds);
+    }
+  });
+});
+
 describe('the books', () => {
   it('every payment is one balanced entry; the ledger verifies', async () => {
     const sums = await db.pool.query<{ payments: string; merchant: string }>(`

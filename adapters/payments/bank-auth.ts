@@ -12,7 +12,7 @@
  */
 import { shanghaiDate } from '../../engine/clearing/calendar.ts';
 import type { Db } from '../postgres/db.ts';
-import { Batcher, type BatcherLimits, type Settled } from './batcher.ts';
+import { Batcher, type BatchObserver, type BatcherLimits, type Settled } from './batcher.ts';
 import { plans } from './plans.ts';
 import { transactionInOneRequest } from './tx.ts';
 
@@ -71,6 +71,8 @@ export interface SimulatedBankOptions {
   /** The bank's clock (its "today" for the daily limit is the Asia/Shanghai date of it). */
   now: () => Date;
   latencyMs?: number;
+  /** Told of each batch of authorizations it decides (for metrics). */
+  observeBatch?: BatchObserver;
 }
 
 /**
@@ -92,7 +94,7 @@ export class SimulatedBank implements BankAuthorizer {
     this.#now = opts.now;
     this.#latencyMs = opts.latencyMs ?? sim_bank_latency_ms_default;
     if (!Number.isFinite(this.#latencyMs) || this.#latencyMs < 0) throw new RangeError('latencyMs must be >= 0');
-    this.#batcher = new Batcher((reqs) => this.#decide(reqs), sim_bank_batch_limits);
+    this.#batcher = new Batcher((reqs) => this.#decide(reqs), sim_bank_batch_limits, opts.observeBatch);
   }
 
   async authorize(req: BankAuthRequest, signal: AbortSignal): Promise<BankAuthResult> {

@@ -37,18 +37,23 @@ export class QueueFull extends DomainError {
   }
 }
 
+/** Told of every batch when it ends (answered or failed): how many items, how long it ran. */
+export type BatchObserver = (batch: { items: number; seconds: number }) => void;
+
 export class Batcher<I, O> {
   readonly #run: (items: I[]) => Promise<Settled<O>[]>;
   readonly #limits: BatcherLimits;
+  readonly #observe: BatchObserver | undefined;
   readonly #queue: Waiting<I, O>[] = [];
   #inFlight = 0;
   #pumpScheduled = false;
 
   /** `run` answers each item in order; its own failure fails every item of the batch. */
-  constructor(run: (items: I[]) => Promise<Settled<O>[]>, limits: BatcherLimits) {
+  constructor(run: (items: I[]) => Promise<Settled<O>[]>, limits: BatcherLimits, observe?: BatchObserver) {
     if (limits.items_max < 1 || limits.batches_in_flight_max < 1 || limits.queue_items_max < 1) throw new RangeError('batcher limits must be >= 1');
     this.#run = run;
     this.#limits = limits;
+    this.#observe = observe;
   }
 
   submit(item: I): Promise<O> {
@@ -72,7 +77,10 @@ export class Batcher<I, O> {
     while (this.#inFlight < this.#limits.batches_in_flight_max && this.#queue.length > 0) {
       const batch = this.#queue.splice(0, this.#limits.items_max);
       this.#inFlight++;
-      this.#run(batch.map((w) => w.item)).then(
+      const started = performance.now();
+      this.#run(batch.map((w) => w.item)).finally(() => {
+        this.#observe?.({ items: batch.length, seconds: (performance.now() - started) / 1000 });
+      }).then(
         (results) => {
           if (results.length !== batch.length) throw new Error(`a batch of ${batch.length} was answered with ${results.length} results`);
           for (let i = 0; i < batch.length; i++) {

@@ -1,6 +1,6 @@
 /** Online payments' adapters: the public face of this folder. */
 export { Batcher, QueueFull } from './batcher.ts';
-export type { BatcherLimits, Settled } from './batcher.ts';
+export type { BatchObserver, BatcherLimits, Settled } from './batcher.ts';
 export { SimulatedBank, sim_bank_decline, sim_bank_latency_ms_default, untilAborted } from './bank-auth.ts';
 export type { BankAuthRequest, BankAuthResult, BankAuthorizer, BankReversalRequest, SimulatedBankOptions } from './bank-auth.ts';
 export {

@@ -48,7 +48,7 @@ import { parseAndVerifyQrCode, type KeyStore, type VerifiedQrCode } from '../cry
 import { currentOpenCycle, openCycleForWrite } from '../postgres/cycles.ts';
 import { withTx, type Db } from '../postgres/db.ts';
 import { deadline, untilAborted, type BankAuthRequest, type BankAuthorizer } from './bank-auth.ts';
-import { Batcher, type BatcherLimits, type Settled } from './batcher.ts';
+import { Batcher, type BatchObserver, type BatcherLimits, type Settled } from './batcher.ts';
 import { plans, type ClaimColumns } from './plans.ts';
 import { inSelfOpenedTransaction, transactionInOneRequest } from './tx.ts';
 
@@ -77,6 +77,8 @@ export interface PaymentsOptions {
   bankAuthTimeoutMs: number;
   bankReversalTimeoutMs: number;
   log: PaymentsLog;
+  /** Told of each batch of the facts and post stages (for metrics). */
+  observeBatch?: { facts?: BatchObserver; post?: BatchObserver };
 }
 
 /** The options and the long-lived batchers of one engine node's payment routes. */
@@ -105,8 +107,8 @@ const post_batch_limits: BatcherLimits = { items_max: 200, batches_in_flight_max
 export function createPaymentsContext(o: PaymentsOptions): PaymentsContext {
   const ctx: PaymentsContext = {
     ...o,
-    qrFacts: new Batcher((keys) => readQrFacts(o.db, keys), facts_batch_limits),
-    qrPosts: new Batcher((items) => postQrPayments(ctx, items), post_batch_limits),
+    qrFacts: new Batcher((keys) => readQrFacts(o.db, keys), facts_batch_limits, o.observeBatch?.facts),
+    qrPosts: new Batcher((items) => postQrPayments(ctx, items), post_batch_limits, o.observeBatch?.post),
     postingCycle: { current: null },
   };
   return ctx;

@@ -9,6 +9,7 @@ import { parseCutoff } from '../../../engine/clearing/calendar.ts';
 import { DomainError } from '../../../engine/errors.ts';
 import { paymentStatus, type QrPaymentAsk } from '../../../engine/payments/index.ts';
 import { maskCardNo } from '../../crypto/index.ts';
+import { paymentBatchObserver } from '../../metrics.ts';
 import {
   SimulatedBank,
   bank_auth_timeout_ms,
@@ -128,10 +129,11 @@ export async function paymentRoutes(app: FastifyInstance, deps: AppDeps & Paymen
     keyStore: deps.keyStore,
     now: deps.now,
     cutoffMinutes: parseCutoff(deps.config.clearingCutoff),
-    authorizer: deps.bankAuthorizer ?? new SimulatedBank(deps.db, { now: deps.now }),
+    authorizer: deps.bankAuthorizer ?? new SimulatedBank(deps.db, { now: deps.now, observeBatch: paymentBatchObserver(deps.metrics, 'bank') }),
     bankAuthTimeoutMs: deps.bankAuthTimeoutMs ?? bank_auth_timeout_ms,
     bankReversalTimeoutMs: deps.bankReversalTimeoutMs ?? bank_reversal_timeout_ms,
     log: app.log,
+    observeBatch: { facts: paymentBatchObserver(deps.metrics, 'facts'), post: paymentBatchObserver(deps.metrics, 'post') },
   });
 
   app.post('/v1/cards/:cardNo/purse-loads', {
