@@ -11,7 +11,7 @@ import { createLogger } from '../adapters/logger.ts';
 import { createPool } from '../adapters/postgres/db.ts';
 import { buildApp } from '../adapters/http/app.ts';
 import { freshDatabase, type TestDb } from './support/db.ts';
-import { bearer, buildTestApp, engineLikeDeps, errorBody, mintKey, registeredRoutes, type TestApp } from './support/http.ts';
+import { bearer, buildTestApp, engineLikeDeps, errorBody, metricSample, mintKey, registeredRoutes, type TestApp } from './support/http.ts';
 
 let db: TestDb;
 let boss: PgBoss;
@@ -127,13 +127,6 @@ describe('health and readiness', () => {
 });
 
 describe('metrics', () => {
-  const sample = (text: string, series: string): number | undefined => {
-    for (const line of text.split('\n')) {
-      if (line.startsWith(`${series} `)) return Number(line.slice(series.length + 1));
-    }
-    return undefined;
-  };
-
   it('/metrics exposes process metrics and the ledger counter and histograms, which move when a batch is posted', async () => {
     const before = await app.inject({ method: 'GET', url: '/metrics' });
     expect(before.statusCode).toBe(200);
@@ -145,9 +138,9 @@ describe('metrics', () => {
     expect(before.body).toContain('# TYPE onecard_ledger_batch_duration_seconds histogram');
     expect(before.body).toContain('# TYPE onecard_ledger_batch_entries histogram');
     expect(before.body).toContain('# TYPE onecard_http_request_duration_seconds histogram');
-    const postedBefore = sample(before.body, 'onecard_ledger_entries_posted_total{kind="METRICS_PROBE"}') ?? 0;
-    const batchesBefore = sample(before.body, 'onecard_ledger_batch_duration_seconds_count') ?? 0;
-    const entriesSumBefore = sample(before.body, 'onecard_ledger_batch_entries_sum') ?? 0;
+    const postedBefore = metricSample(before.body, 'onecard_ledger_entries_posted_total{kind="METRICS_PROBE"}') ?? 0;
+    const batchesBefore = metricSample(before.body, 'onecard_ledger_batch_duration_seconds_count') ?? 0;
+    const entriesSumBefore = metricSample(before.body, 'onecard_ledger_batch_entries_sum') ?? 0;
 
     const r = await postBatch([
       entry('metrics-1', [{ debit: bank, credit: cardA, amount_fen: '5' }], 'METRICS_PROBE'),
@@ -158,9 +151,9 @@ describe('metrics', () => {
     expect((await postBatch([entry('metrics-1', [{ debit: bank, credit: cardA, amount_fen: '5' }], 'METRICS_PROBE')])).statusCode).toBe(200);
 
     const after = await app.inject({ method: 'GET', url: '/metrics' });
-    expect(sample(after.body, 'onecard_ledger_entries_posted_total{kind="METRICS_PROBE"}')).toBe(postedBefore + 2);
-    expect(sample(after.body, 'onecard_ledger_batch_duration_seconds_count')).toBe(batchesBefore + 2);
-    expect(sample(after.body, 'onecard_ledger_batch_entries_sum')).toBe(entriesSumBefore + 3);
+    expect(metricSample(after.body, 'onecard_ledger_entries_posted_total{kind="METRICS_PROBE"}')).toBe(postedBefore + 2);
+    expect(metricSample(after.body, 'onecard_ledger_batch_duration_seconds_count')).toBe(batchesBefore + 2);
+    expect(metricSample(after.body, 'onecard_ledger_batch_entries_sum')).toBe(entriesSumBefore + 3);
     expect(after.body).toMatch(/onecard_http_request_duration_seconds_count\{method="POST",route="\/v1\/ledger\/batches",status="200"\} [1-9]/);
   });
 });

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAndVerifyQrCode, sm3Hex } from '../adapters/crypto/index.ts';
 import { SimulatedBank, retryPendingReversals, type BankAuthRequest, type BankAuthResult, type BankAuthorizer, type BankReversalRequest, type PaymentsContext } from '../adapters/payments/index.ts';
 import { freshDatabase, type TestDb } from './support/db.ts';
-import { errorBody, mintKey } from './support/http.ts';
+import { errorBody, metricSample, mintKey } from './support/http.ts';
 import {
   DownBank, SlowBank, balanceFen, t0_ms, merchantToken, pay, paymentsApp, pinnedClock, qrFor, seedReference, setCardStatus,
   verifyLedger, writtenCounts, type Clock, type PaymentsApp,
@@ -405,7 +405,7 @@ describe('metrics', () => {
     const stages = async () => {
       const m = await node.app.inject({ method: 'GET', url: '/metrics' });
       expect(m.statusCode).toBe(200);
-      const read = (series: string, stage: string) => Number(new RegExp(`^${series}\\{stage="${stage}"\\} (\\S+)$`, 'm').exec(m.body)?.[1] ?? 0);
+      const read = (series: string, stage: string) => metricSample(m.body, `${series}{stage="${stage}"}`) ?? 0;
       return Object.fromEntries(['facts', 'bank', 'post'].map((stage) => [stage, {
         batches: read('onecard_payment_batch_items_count', stage),
         items: read('onecard_payment_batch_items_sum', stage),

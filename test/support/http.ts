@@ -73,6 +73,14 @@ export function errorBody(r: LightMyRequestResponse): { code: string; message: s
  * (wildcard nodes excepted: the router prints them without their static prefix, e.g. the docs
  * UI's `/docs/static/*` shows as `*` under `/docs/`).
  */
+/** The value of one series (name and labels, as exposed) in a /metrics text; undefined when absent. */
+export function metricSample(text: string, series: string): number | undefined {
+  for (const line of text.split('\n')) {
+    if (line.startsWith(`${series} `)) return Number(line.slice(series.length + 1));
+  }
+  return undefined;
+}
+
 export function registeredRoutes(app: FastifyInstance): { method: string; url: string }[] {
   const text = app.printRoutes({ commonPrefix: false });
   const stack: string[] = [];
