@@ -5,7 +5,6 @@
  */
 import { conflict, notFound, unprocessable, DomainError } from '../engine/errors.ts';
 import * as plans from './plans.ts';
-import { sqlArray } from './sql-literals.ts';
 import { accountSpecFor, balanceOf, batch_entries_max, entryFingerprint, validateEntry } from './rules.ts';
 import type { EntryInput, LineInput, NormalSide } from './rules.ts';
 
@@ -124,14 +123,14 @@ export class Ledger {
   }
 
   /**
-   * For a caller that sends a whole transaction as one request (simple protocol, one round
-   * trip): the statement that posts `entries`, every one of them new. A key that was posted
-   * before fails the statement (unique violation), and with it the caller's transaction; such a
-   * batch goes through postBatch, which tells a replay from a conflict. Null when an account's
-   * id is not known on this node yet (postBatch opens accounts). Report what committed with
-   * `newEntriesCommitted`.
+   * For a caller that posts inside a statement of its own (one round trip): the arguments of
+   * ledger_post_new_entries (0017_one_round_trip_posting.sql, types `new_entries_argument_types`)
+   * that post `entries`, every one of them new. A key that was posted before fails the statement
+   * (unique violation), and with it the caller's transaction; such a batch goes through
+   * postBatch, which tells a replay from a conflict. Null when an account's id is not known on
+   * this node yet (postBatch opens accounts). Report what committed with `newEntriesCommitted`.
    */
-  newEntriesStatement(entries: readonly EntryInput[]): string | null {
+  newEntriesArguments(entries: readonly EntryInput[]): unknown[] | null {
     if (entries.length === 0) return null;
     const ids = new Map<string, bigint>();
     for (const code of checkBatch(entries)) {
@@ -139,12 +138,10 @@ export class Ledger {
       if (id === undefined) return null;
       ids.set(code, id);
     }
-    const c = batchColumns(entries, ids);
-    const types = ['text', 'text', 'date', 'text', 'jsonb', 'bigint', 'bigint', 'text', 'int', 'bigint', 'bigint', 'bigint'] as const;
-    return `SELECT ledger_post_new_entries(${c.map((col, i) => sqlArray(col, types[i])).join(', ')})`;
+    return batchColumns(entries, ids);
   }
 
-  /** Metrics for a statement of `newEntriesStatement` whose transaction committed. */
+  /** Metrics for a statement with `newEntriesArguments` whose transaction committed. */
   newEntriesCommitted(entries: readonly EntryInput[], seconds: number): void {
     this.observe(entries, entries.length, seconds);
   }
@@ -389,6 +386,11 @@ function checkBatch(entries: readonly EntryInput[]): Set<string> {
   }
   return codes;
 }
+
+/** The Postgres types of batchColumns' arrays, in order (ledger_post_new_entries' arguments). */
+export const new_entries_argument_types = [
+  'text[]', 'text[]', 'date[]', 'text[]', 'jsonb[]', 'bigint[]', 'bigint[]', 'text[]', 'int[]', 'bigint[]', 'bigint[]', 'bigint[]',
+] as const;
 
 /**
  * A batch as the insert's twelve column arrays: entries (key, kind, date, description,

@@ -1,7 +1,8 @@
 /**
- * A batch of QR payments is posted in one round trip (BEGIN, a claim that must win whole, the
- * ledger's entries, COMMIT) once the node knows the open cycle and every account's id; whatever
- * the database refuses there is posted the long way, which decides each payment. Over real
+ * A batch of QR payments is posted in one round trip (one statement, its own transaction: a
+ * claim that must win whole, then the ledger's entries) once the node knows the open cycle and
+ * every account's id; whatever the database refuses there is posted the long way, which decides
+ * each payment. Over real
  * Postgres: the fast way answers exactly what it stored; a card reported lost, a medical account
  * drained and a cycle closed between deciding and posting each fall back and end correctly, with
  * the other payments of the batch posted; the ledger verifies.
@@ -30,10 +31,10 @@ class CountingLedger extends Ledger {
   oneRoundTrip = 0;
   oneRoundTripEntries = 0;
   longWayPaymentEntries = 0;
-  override newEntriesStatement(entries: readonly EntryInput[]): string | null {
-    const statement = super.newEntriesStatement(entries);
-    if (statement !== null) this.attempts++;
-    return statement;
+  override newEntriesArguments(entries: readonly EntryInput[]): unknown[] | null {
+    const args = super.newEntriesArguments(entries);
+    if (args !== null) this.attempts++;
+    return args;
   }
   get refused(): number {
     return this.attempts - this.oneRoundTrip;

@@ -11,10 +11,9 @@
  * why the engine reverses authorizations it gave up on).
  */
 import { shanghaiDate } from '../../engine/clearing/calendar.ts';
-import type { Db } from '../postgres/db.ts';
+import { statementInOwnTx, type Db } from '../postgres/db.ts';
 import { Batcher, type BatchObserver, type BatcherLimits, type Settled } from './batcher.ts';
 import { plans } from './plans.ts';
-import { transactionInOneRequest } from './tx.ts';
 
 export interface BankAuthRequest {
   /** The engine's id of this attempt, unique per attempt; the bank's idempotency key. */
@@ -114,9 +113,12 @@ export class SimulatedBank implements BankAuthorizer {
    */
   async #decide(reqs: BankAuthRequest[]): Promise<Settled<BankAuthResult>[]> {
     const at = this.#now();
-    const results = await transactionInOneRequest(this.#db, plans.sim_bank_decide(sim_bank_card_lock_ns, reqs, shanghaiDate(at), at), true);
-    const decided = results.find((r) => r.command === 'SELECT')?.rows as Decision[] | undefined;
-    if (decided === undefined || decided.length !== reqs.length) throw new Error(`the bank answered ${decided?.length ?? 0} of ${reqs.length} authorizations`);
+    const { rows: decided } = await statementInOwnTx<Decision>(this.#db, {
+      name: 'sim_bank.decide', text: plans.sim_bank_decide,
+      values: [sim_bank_card_lock_ns, reqs.map((r) => r.authId), reqs.map((r) => r.bankCode), reqs.map((r) => r.cardNo),
+        reqs.map((r) => r.merchantId), reqs.map((r) => String(r.amountFen)), shanghaiDate(at), at],
+    });
+    if (decided.length !== reqs.length) throw new Error(`the bank answered ${decided.length} of ${reqs.length} authorizations`);
     return decided.map((d) => ({
       ok: true,
       value: d.approved ? { approved: true, authCode: d.auth_code } : { approved: false, authCode: null, declineCode: d.decline_code ?? undefined },

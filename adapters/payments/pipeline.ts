@@ -17,7 +17,8 @@
  *      QR_REPLAYED, a drained medical account as a new split).
  * Steps 2 and 4 are shared by the payments in flight together (see batcher.ts): one statement
  * reads the facts of all of them, one transaction claims and posts all of them, sent as one
- * request when the node knows the open cycle and the accounts' ids (claimAndPostInOneRoundTrip).
+ * prepared statement when the node knows the open cycle and the accounts' ids
+ * (claimAndPostInOneRoundTrip).
  * That is how a 2-core machine takes 1,000 payments a second; a payment alone still goes
  * through at once.
  *
@@ -31,7 +32,7 @@
  * settlement package are what its reconciliation finds (the attempt id is in both books).
  */
 import crypto from 'node:crypto';
-import pg, { type QueryResult } from 'pg';
+import pg from 'pg';
 import { DomainError, conflict, isDomainError, notFound } from '../../engine/errors.ts';
 import {
   checkPurseLoad,
@@ -45,12 +46,11 @@ import {
 import type { CardStatus, MerchantKind, MerchantStatus, QrPaymentAsk, QrPaymentPlan, TerminalStatus } from '../../engine/payments/index.ts';
 import type { EntryInput, Ledger, LineInput } from '../../ledger/index.ts';
 import { parseAndVerifyQrCode, type KeyStore, type VerifiedQrCode } from '../crypto/index.ts';
-import { currentOpenCycle, openCycleForWrite } from '../postgres/cycles.ts';
+import { currentOpenCycle, cycle_lock_key, openCycleForWrite } from '../postgres/cycles.ts';
 import { withTx, type Db } from '../postgres/db.ts';
 import { deadline, untilAborted, type BankAuthRequest, type BankAuthorizer } from './bank-auth.ts';
 import { Batcher, type BatchObserver, type BatcherLimits, type Settled } from './batcher.ts';
-import { plans, type ClaimColumns } from './plans.ts';
-import { inSelfOpenedTransaction, transactionInOneRequest } from './tx.ts';
+import { claimValues, plans, type ClaimColumns } from './plans.ts';
 
 /** How long a payment waits for the cardholder's bank before answering BANK_TIMEOUT. */
 export const bank_auth_timeout_ms = 2_000;
@@ -427,19 +427,20 @@ async function claimAndPost(ctx: PaymentsContext, items: QrPost[]): Promise<Sett
   };
   const posted = await claimAndPostInOneRoundTrip(ctx, items, batch, columns, at);
   if (posted !== null) return posted;
-  // The long way, in 3 round trips: BEGIN with the claim (which takes the cycle lock and reads the
-  // open cycle after it, as openCycleForWrite does), the ledger's post of what won, COMMIT.
-  return inSelfOpenedTransaction(ctx.db, async (tx) => {
+  // The long way: claim (which takes the cycle lock and reads the open cycle after it, as
+  // openCycleForWrite does), read which payments won, post those, commit.
+  const claim = [cycle_lock_key[0], cycle_lock_key[1], at, ...claimValues(columns)];
+  return withTx(ctx.db, async (tx) => {
     // Built afresh by each attempt (a deadlock retries the whole transaction). Every item that
     // does not come back paid lost a race (one shared error object: no stack trace per item).
     const lost: Settled<PaymentRecord> = { ok: false, error: claim_conflict };
     const out: Settled<PaymentRecord>[] = items.map(() => lost);
-    const opened = (await tx.query(plans.begin_and_claim_qr_payments(columns, at))) as unknown as QueryResult<Row>[];
-    let rows = opened[opened.length - 1].rows;
+    const claimStatement = { name: 'payments.claim_qr', text: plans.claim_qr_payments, values: claim };
+    let rows = (await tx.query<Row>(claimStatement)).rows;
     if (rows.length > 0 && rows[0].open_cycle_id === null) {
       // A database that never had a cycle: open the first one (under the lock we hold), claim again.
       await currentOpenCycle(tx, at, ctx.cutoffMinutes);
-      rows = (await tx.query<Row>(plans.claim_qr_payments(columns, at))).rows;
+      rows = (await tx.query<Row>(claimStatement)).rows;
     }
     if (rows.length !== batch.length) throw new Error(`a claim of ${batch.length} payments came back as ${rows.length} rows`);
     const unusedCodes = rows.flatMap((row, i) => (row.code_claimed === true && row.id === null ? [batch[i].item.codeId] : []));
@@ -454,7 +455,7 @@ async function claimAndPost(ctx: PaymentsContext, items: QrPost[]): Promise<Sett
       ctx.postingCycle.current = { id: payment.cycleId, businessDate: payment.businessDate };
     });
     if (entries.length > 0) await ctx.ledger.postBatch(tx, entries);
-    return { value: out };
+    return out;
   });
 }
 
@@ -467,10 +468,11 @@ function paymentEntry(payment: PaymentRecord, item: QrPost): EntryInput {
 }
 
 /**
- * The batch's whole transaction as one request: BEGIN, a claim that must win every payment in
- * the cycle this node last saw open, the ledger's entries, COMMIT. What it needs is known
- * beforehand (the payments' ids and amounts, the cycle, every account's id), and each statement
- * raises rather than reporting a partial outcome, so nothing depends on an answer in between.
+ * The batch's whole transaction as one statement (payments_post_qr_batch): a claim that must win
+ * every payment in the cycle this node last saw open, then the ledger's entries. Sent alone, the
+ * statement is its own transaction, so it commits before it answers. What it needs is known
+ * beforehand (the payments' ids and amounts, the cycle, every account's id), and each part raises
+ * rather than reporting a partial outcome, so nothing depends on an answer in between.
  * Null, with nothing written, when it does not apply (no cycle seen yet, an account id not known
  * on this node, an item that lost within the batch) or when the database refused the batch (a
  * race lost, a new cycle, a drained medical account): the caller then posts the long way, which
@@ -489,11 +491,14 @@ async function claimAndPostInOneRoundTrip(ctx: PaymentsContext, items: QrPost[],
     createdAt: at,
   }));
   const entries = payments.map((payment, i) => paymentEntry(payment, items[i]));
-  const ledgerStatement = ctx.ledger.newEntriesStatement(entries);
-  if (ledgerStatement === null) return null;
+  const ledgerArguments = ctx.ledger.newEntriesArguments(entries);
+  if (ledgerArguments === null) return null;
   const started = process.hrtime.bigint();
   try {
-    await transactionInOneRequest(ctx.db, plans.claim_and_post_qr_payments(cycle.id, columns, at, ledgerStatement), false);
+    await ctx.db.query({
+      name: 'payments.post_qr_batch', text: plans.post_qr_batch,
+      values: [cycle.id, cycle_lock_key[0], cycle_lock_key[1], at, ...claimValues(columns), ...ledgerArguments],
+    });
   } catch (e) {
     // Refused by the database (it answered with an error code): the long way decides each payment.
     if (e instanceof pg.DatabaseError) return null;

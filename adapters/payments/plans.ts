@@ -1,7 +1,5 @@
 /** The payments' SQL, as named statements. */
-import { escapeLiteral } from 'pg';
-import { sqlArray } from '../../ledger/sql-literals.ts';
-import { cycle_lock_key } from '../postgres/cycles.ts';
+import { new_entries_argument_types } from '../../ledger/index.ts';
 
 const payment_columns = `
   p.id, p.merchant_id, p.order_id, p.request_sha256, p.merchant_kind, p.card_no, p.issuing_bank,
@@ -24,18 +22,16 @@ export const claim_columns = [
 ] as const;
 export type ClaimColumns = Record<(typeof claim_columns)[number][0], readonly (string | null)[]>;
 
-/**
- * The claim of a batch of payments: payments_claim_qr in 0009_payments_hot_path.sql (the cycle lock, the
- * open cycle read after it, the claim of codes, orders and bills).
- */
-function claimQrPayments(columns: ClaimColumns, at: Date): string {
-  return `SELECT * FROM payments_claim_qr(${claimArguments(columns, at)})`;
+/** `$first::type, $first+1::type, ...`: one typed placeholder per argument. */
+function placeholders(first: number, types: readonly string[]): string {
+  return types.map((type, i) => `$${first + i}::${type}`).join(', ');
 }
 
-function claimArguments(columns: ClaimColumns, at: Date): string {
-  const arrays = claim_columns.map(([name, type]) => sqlArray(columns[name], type)).join(',\n      ');
-  return `${cycle_lock_key[0]}, ${cycle_lock_key[1]}, ${escapeLiteral(at.toISOString())}::timestamptz,
-      ${arrays}`;
+const claim_types = claim_columns.map(([, type]) => `${type}[]`);
+
+/** The claim's arrays in the order of the functions' arguments. */
+export function claimValues(columns: ClaimColumns): (readonly (string | null)[])[] {
+  return claim_columns.map(([name]) => columns[name]);
 }
 
 export const plans = {
@@ -45,22 +41,18 @@ export const plans = {
   qr_facts: `SELECT * FROM payments_qr_facts($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::boolean[])`,
 
   /**
-   * One round trip opens the posting transaction and claims a batch (the function takes the
-   * shared cycle lock first). Simple protocol, so the arrays go in as escaped literals.
+   * The claim of a batch (payments_claim_qr in 0009_payments_hot_path.sql): the shared cycle lock,
+   * the open cycle read after it, the claim of codes, orders and bills; one row per payment.
+   * Arguments: the cycle lock's two keys, the time, then claimValues.
    */
-  begin_and_claim_qr_payments: (columns: ClaimColumns, at: Date) => `BEGIN ISOLATION LEVEL READ COMMITTED; ${claimQrPayments(columns, at)}`,
+  claim_qr_payments: `SELECT * FROM payments_claim_qr(${placeholders(1, ['int', 'int', 'timestamptz', ...claim_types])})`,
 
   /**
-   * A whole posting transaction in one request: the claim of a batch that must win whole in
-   * cycle `cycleId` (payments_claim_qr_all in 0017_one_round_trip_posting.sql), the ledger's
-   * statement for the batch's entries, COMMIT. Any failure leaves the transaction aborted (the
-   * caller rolls back).
+   * A batch claimed whole in the cycle the node expects and posted, by one statement that is its
+   * own transaction (payments_post_qr_batch in 0019_one_statement_posting.sql). Arguments: the
+   * cycle's id, the cycle lock's two keys, the time, claimValues, then the ledger's arguments.
    */
-  claim_and_post_qr_payments: (cycleId: string, columns: ClaimColumns, at: Date, ledgerStatement: string) =>
-    `BEGIN ISOLATION LEVEL READ COMMITTED; SELECT payments_claim_qr_all(${escapeLiteral(cycleId)}, ${claimArguments(columns, at)}); ${ledgerStatement}; COMMIT`,
-
-  /** The claim alone (again, after opening the first cycle of a new database). */
-  claim_qr_payments: (columns: ClaimColumns, at: Date) => claimQrPayments(columns, at),
+  post_qr_batch: `SELECT payments_post_qr_batch(${placeholders(1, ['text', 'int', 'int', 'timestamptz', ...claim_types, ...new_entries_argument_types])})`,
 
   /** Codes claimed by payments that then lost their order or bill to another: not used after all. */
   release_codes: `DELETE FROM qr_code_use WHERE code_id = ANY ($1::text[])`,
@@ -143,22 +135,18 @@ export const plans = {
   // ---- The simulated bank -----------------------------------------------------------------
 
   /**
-   * A batch of authorizations decided in one round trip: sim_bank_decide
-   * (0018_sim_bank_one_round_trip.sql) in its own transaction. Simple protocol (several
-   * statements need it), so values go in as escaped literals.
+   * A batch of authorizations decided and recorded by one statement, its own transaction:
+   * sim_bank_decide (0018_sim_bank_one_round_trip.sql). Arguments: the card lock namespace, the
+   * requests' auth ids, bank codes, card numbers, merchant ids and amounts, the local date, the time.
    * The simulated bank stands in for another institution's system: its commits do not wait for
-   * the WAL flush (a Postgres crash could forget its last fraction of a second of decisions; an
-   * engine restart forgets nothing). The engine's own transactions keep synchronous commit.
+   * the WAL flush (set_config(..., true) holds until this statement's transaction commits; a
+   * Postgres crash could forget its last fraction of a second of decisions, an engine restart
+   * forgets nothing). The engine's own transactions keep synchronous commit.
    */
-  sim_bank_decide: (lockNamespace: number, reqs: readonly { authId: string; bankCode: string; cardNo: string; merchantId: string; amountFen: bigint }[],
-    localDate: string, at: Date) => `
-    BEGIN ISOLATION LEVEL READ COMMITTED;
-    SET LOCAL synchronous_commit = off;
-    SELECT * FROM sim_bank_decide(${Math.trunc(lockNamespace)}, ${sqlArray(reqs.map((r) => r.authId), 'text')},
-      ${sqlArray(reqs.map((r) => r.bankCode), 'text')}, ${sqlArray(reqs.map((r) => r.cardNo), 'text')},
-      ${sqlArray(reqs.map((r) => r.merchantId), 'text')}, ${sqlArray(reqs.map((r) => r.amountFen), 'bigint')},
-      ${escapeLiteral(localDate)}::date, ${escapeLiteral(at.toISOString())}::timestamptz) ORDER BY ord;
-    COMMIT`,
+  sim_bank_decide: `
+    SELECT d.ord, d.approved, d.auth_code, d.decline_code
+    FROM (SELECT set_config('synchronous_commit', 'off', true)) async_commit, sim_bank_decide(${placeholders(1, ['int', 'text[]', 'text[]', 'text[]', 'text[]', 'bigint[]', 'date', 'timestamptz'])}) d
+    ORDER BY d.ord`,
 
   sim_bank_reverse: `SELECT sim_bank_reverse($1::int, $2::text, $3::text, $4::timestamptz)`,
 };

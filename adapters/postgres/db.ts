@@ -73,3 +73,19 @@ export async function withTx<T>(db: Db, fn: (tx: Tx) => Promise<T>, isolation: '
     }
   }
 }
+
+/**
+ * One statement sent alone, outside any transaction block: Postgres runs it as its own
+ * transaction (committed before it answers, or rolled back whole). Retried as withTx retries,
+ * after a deadlock or a serialization failure; nothing of the failed attempt was written.
+ */
+export async function statementInOwnTx<R extends pg.QueryResultRow>(db: Db, statement: pg.QueryConfig): Promise<pg.QueryResult<R>> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await db.query<R>(statement);
+    } catch (e) {
+      if (!isRetryable(e) || attempt >= tx_attempts_max) throw e;
+    }
+    await retryBackOff(attempt);
+  }
+}
