@@ -30,6 +30,11 @@ export interface PacedResult {
   statusCounts: Record<string, number>;
   /** Latency of each 2xx answer from when its request was due (ms), sorted ascending. */
   latencyMs: number[];
+  /**
+   * Each 2xx answer in the order answered: when its request was due (ms after the run began) and
+   * its latency (ms). Says whether a tail is spread over the run or a few stalls.
+   */
+  answers: { dueMs: number[]; latencyMs: number[] };
   /** The longest a due request waited for a free connection (ms). */
   queueWaitMsMax: number;
   durationS: number;
@@ -57,7 +62,7 @@ export async function paced(o: {
   const agent = o.agent ?? pacedAgent(o.connectionsMax);
   const total = Math.round(o.ratePerS * o.seconds);
   const intervalMs = 1000 / o.ratePerS;
-  const out: PacedResult = { sent: 0, ok: 0, non2xx: 0, errors: 0, statusCounts: {}, latencyMs: [], queueWaitMsMax: 0, durationS: 0 };
+  const out: PacedResult = { sent: 0, ok: 0, non2xx: 0, errors: 0, statusCounts: {}, latencyMs: [], answers: { dueMs: [], latencyMs: [] }, queueWaitMsMax: 0, durationS: 0 };
   let done = 0;
   const start = performance.now();
 
@@ -79,7 +84,8 @@ export async function paced(o: {
           out.statusCounts[status] = (out.statusCounts[status] ?? 0) + 1;
           if (status >= 200 && status < 300) {
             out.ok++;
-            out.latencyMs.push(performance.now() - dueAt);
+            out.answers.dueMs.push(dueAt - start);
+            out.answers.latencyMs.push(performance.now() - dueAt);
           } else {
             out.non2xx++;
           }
@@ -103,7 +109,7 @@ export async function paced(o: {
   });
   out.durationS = (performance.now() - start) / 1000;
   if (o.agent === undefined) agent.destroy();
-  out.latencyMs.sort((a, b) => a - b);
+  out.latencyMs = out.answers.latencyMs.slice().sort((a, b) => a - b);
   return out;
 }
 

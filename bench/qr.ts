@@ -19,6 +19,12 @@
  * bank, post) its batches, items per batch, mean batch time and the fraction of the run it was
  * busy; each stage runs one batch at a time, so a stage busy most of the run is where payments
  * queue.
+ *
+ * Two readings tell the engine's tail from the machine's: `latency_ms_p99_by_second`, the p99 of
+ * the requests due in each second (a few stalls show as a few bad seconds, queueing as a bad
+ * run), and a disk probe beside the run (8 KiB written and fdatasync'd every 20 ms in the temp
+ * directory; with a local Postgres on the same disk, what each durable commit waits for):
+ * `disk_fsync_ms_p99`, `disk_fsync_ms_max` and how many syncs took over 50 ms.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -28,6 +34,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { Worker } from 'node:worker_threads';
 import { createApiKey } from '../adapters/auth/api-keys.ts';
 import { ConfigKeyStore, encodeQrCode } from '../adapters/crypto/index.ts';
 import { createPool, withTx } from '../adapters/postgres/db.ts';
@@ -151,6 +158,49 @@ function stageReport(before: StageTotals, after: StageTotals, seconds: number) {
   return out;
 }
 
+/** The p99 latency of the requests due in each second of the run. */
+function p99BySecond(r: PacedResult): number[] {
+  const bySecond: number[][] = [];
+  r.answers.dueMs.forEach((due, i) => (bySecond[Math.floor(due / 1000)] ??= []).push(r.answers.latencyMs[i]));
+  return Array.from(bySecond, (l) => (l === undefined ? 0 : Number(percentile(l.sort((a, b) => a - b), 99).toFixed(1))));
+}
+
+const disk_probe_interval_ms = 20;
+/** What `disk_fsyncs_over_50ms` counts. */
+const disk_probe_slow_ms = 50;
+
+/**
+ * fdatasync latency of the disk under `dir`, sampled on a thread of its own while the run goes:
+ * a sync that stalls is a stall of every durable commit on that disk at the time.
+ */
+function startDiskProbe(dir: string): { stop: () => Promise<number[]> } {
+  const worker = new Worker(`
+    const { parentPort, workerData } = require('node:worker_threads');
+    const fs = require('node:fs');
+    const fd = fs.openSync(workerData.file, 'w');
+    const block = Buffer.alloc(8192, 1);
+    const syncMs = [];
+    let stopped = false;
+    parentPort.on('message', () => { stopped = true; });
+    (async () => {
+      for (let i = 0; !stopped; i++) {
+        fs.writeSync(fd, block, 0, block.length, (i % 128) * block.length);
+        const t = performance.now();
+        fs.fdatasyncSync(fd);
+        syncMs.push(performance.now() - t);
+        await new Promise((r) => setTimeout(r, workerData.intervalMs));
+      }
+      fs.closeSync(fd);
+      fs.rmSync(workerData.file);
+      parentPort.postMessage(syncMs);
+    })();`, { eval: true, workerData: { file: path.join(dir, 'disk-probe'), intervalMs: disk_probe_interval_ms } });
+  const result = new Promise<number[]>((resolve, reject) => {
+    worker.once('message', (m: number[]) => resolve(m));
+    worker.once('error', reject);
+  });
+  return { stop: () => { worker.postMessage('stop'); return result.finally(() => worker.terminate()); } };
+}
+
 /** The engine as its own process; the tail of its output is kept for when it fails. */
 function startEngine(env: NodeJS.ProcessEnv, nodeArgs: string[]): { child: ChildProcess; exited: Promise<number | null>; output: () => string } {
   const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'adapters/cli/start.ts'], { cwd: repo_root, env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -254,7 +304,9 @@ try {
   const enginePid = engine.child.pid === undefined ? [] : [engine.child.pid];
   const stages0 = await stageTotals(base);
   const cpu0 = { engine: cpuMs(enginePid), pg: cpuMs(backends), self: process.cpuUsage() };
+  const disk = startDiskProbe(dataDir);
   const payments = await run(base, paymentRequests(planned), duration_s, 'POST /v1/payments/qr', scanners);
+  const syncMs = (await disk.stop()).sort((a, b) => a - b);
   scanners.destroy();
   const stages = stageReport(stages0, await stageTotals(base), payments.durationS);
   const selfCpu = process.cpuUsage(cpu0.self);
@@ -281,6 +333,7 @@ try {
     rate_per_s, achieved_rate_per_s: achieved, duration_s, connections_max: connections, cards: cards_total, requests: payments.sent,
     latency_ms_p50: pct(payments, 50), latency_ms_p90: pct(payments, 90), latency_ms_p99: p99,
     latency_ms_max: Number((payments.latencyMs[payments.latencyMs.length - 1] ?? 0).toFixed(1)),
+    latency_ms_p99_by_second: p99BySecond(payments),
     queue_wait_ms_max: Number(payments.queueWaitMsMax.toFixed(1)),
     errors, status_counts: payments.statusCounts,
     payments_written: Number(written.rows[0].payments), medical_payments: Number(written.rows[0].medical), utility_payments: Number(written.rows[0].utility),
@@ -291,6 +344,8 @@ try {
     baseline_engine_cpu_ms_per_request: Number((baselineEngineCpuMs / Math.max(baseline.sent, 1)).toFixed(3)),
     ratio: Number((p99 / Math.max(baselineP99, 0.1)).toFixed(2)),
     ...cpu, load_avg_1m_at_start: Number(load0.toFixed(2)),
+    disk_fsync_ms_p99: Number(percentile(syncMs, 99).toFixed(1)), disk_fsync_ms_max: Number((syncMs[syncMs.length - 1] ?? 0).toFixed(1)),
+    disk_fsyncs_over_50ms: syncMs.filter((ms) => ms > disk_probe_slow_ms).length,
     latency_ms_p99_max, bar_met: p99 <= latency_ms_p99_max && errors === 0 && achieved >= rate_per_s * 0.98,
     verify_ok: v.ok,
   });
