@@ -29,7 +29,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import type http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -40,7 +39,7 @@ import { ConfigKeyStore, encodeQrCode } from '../adapters/crypto/index.ts';
 import { createPool, withTx } from '../adapters/postgres/db.ts';
 import { Ledger, type EntryInput } from '../ledger/index.ts';
 import { benchDatabase, percentile, progress, report } from './support.ts';
-import { paced, pacedAgent, type PacedRequest, type PacedResult } from './paced.ts';
+import { PacedConnections, paced, type PacedRequest, type PacedResult } from './paced.ts';
 
 const { values } = parseArgs({ args: process.argv.slice(3), options: {
   rate: { type: 'string', default: '1000' }, duration: { type: 'string', default: '20' }, warmup: { type: 'string', default: '10' },
@@ -98,11 +97,11 @@ function plan(count: number, firstCard: number, keyStore: ConfigKeyStore, issued
 }
 
 /** `rate_per_s` requests for `seconds`, evenly spaced (see bench/paced.ts). */
-async function run(baseUrl: string, request: (i: number) => PacedRequest, seconds: number, title: string, agent?: http.Agent): Promise<PacedResult> {
+async function run(baseUrl: string, request: (i: number) => PacedRequest, seconds: number, title: string, conns?: PacedConnections): Promise<PacedResult> {
   const bar = progress(title, Math.round(rate_per_s * seconds));
   let shown = 0;
   const r = await paced({
-    baseUrl, ratePerS: rate_per_s, seconds, connectionsMax: connections, request, ...(agent ? { agent } : {}),
+    baseUrl, ratePerS: rate_per_s, seconds, connectionsMax: connections, request, ...(conns ? { connections: conns } : {}),
     onProgress: (sent) => { if (sent > shown) { bar.tick(sent - shown); shown = sent; } },
   });
   bar.stop();
@@ -297,7 +296,7 @@ try {
   // Warm-up (not reported), right before the measured run: JIT, connection pools and their
   // sessions' plans, account-id and principal caches, as on an engine that has been serving.
   // The scanners' connections: opened by the warm-up, kept by the measured run.
-  const scanners = pacedAgent(connections);
+  const scanners = new PacedConnections(base, connections);
   if (warmup_s > 0) await run(base, paymentRequests(warm), warmup_s, 'warm-up', scanners);
   const load0 = os.loadavg()[0];
   const backends = (await db.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`)).rows.map((x) => x.pid);
@@ -307,7 +306,7 @@ try {
   const disk = startDiskProbe(dataDir);
   const payments = await run(base, paymentRequests(planned), duration_s, 'POST /v1/payments/qr', scanners);
   const syncMs = (await disk.stop()).sort((a, b) => a - b);
-  scanners.destroy();
+  scanners.close();
   const stages = stageReport(stages0, await stageTotals(base), payments.durationS);
   const selfCpu = process.cpuUsage(cpu0.self);
   const perPayment = (ms: number) => Number((ms / Math.max(payments.sent, 1)).toFixed(3));
