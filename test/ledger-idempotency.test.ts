@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { withTx } from '../adapters/postgres/db.ts';
 import { DomainError } from '../engine/errors.ts';
 import { Ledger, linesFromLegs, type EntryInput } from '../ledger/index.ts';
-import { freshDatabase, type TestDb } from './support/db.ts';
+import { freshDatabase, untilWaitingOnLock, type TestDb } from './support/db.ts';
 
 let db: TestDb;
 const ledger = new Ledger();
@@ -402,12 +402,7 @@ describe('holds and reversals resolve exactly once', () => {
       post = withTx(db.pool, (tx) => ledger.postHold(tx, holdId, 300n, postOpts(`hr-post-${card}`, new Date(expiresAt.getTime() - 1000))))
         .then(() => ({ code: 'OK' }), (e: unknown) => ({ code: e instanceof DomainError ? e.code : String(e) }));
       // Wait until the post is blocked on the job's uncommitted resolution.
-      for (let i = 0; ; i++) {
-        const w = await db.pool.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%ledger_hold_resolution%'`);
-        if (w.rows.length > 0) break;
-        if (i > 500) throw new Error('the post never waited on the expiry');
-        await new Promise((r) => setTimeout(r, 10));
-      }
+      await untilWaitingOnLock(db.pool, '%ledger_hold_resolution%', 5_000, 'the post never waited on the expiry');
       await job.query('COMMIT');
     } finally {
       await job.end();

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, beforeEach, expect, it } from 'vitest';
 import { statementInOwnTx, type Db } from '../adapters/postgres/db.ts';
-import { freshDatabase, type TestDb } from './support/db.ts';
+import { freshDatabase, untilWaitingOnLock, type TestDb } from './support/db.ts';
 
 let db: TestDb;
 
@@ -58,12 +58,7 @@ it('a statement that loses a deadlock is rolled back and sent again: its effect 
     const c = counting(db.pool);
     const statement = statementInOwnTx(c.db, { text: 'SELECT retry_probe_add($1)', values: [10] });
     // Wait until the statement holds row 2 and waits for row 1, then ask for row 2: a deadlock.
-    for (let i = 0; ; i++) {
-      const waiting = await db.pool.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'SELECT retry_probe_add%'`);
-      if (waiting.rows.length > 0) break;
-      if (i > 200) throw new Error('the statement never waited for the row');
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await untilWaitingOnLock(db.pool, 'SELECT retry_probe_add%', 4_000, 'the statement never waited for the row');
     // Postgres aborts the statement (40P01); the holder then gets row 2.
     await holder.query('UPDATE retry_probe SET v = v + 1 WHERE id = 2');
     await holder.query('COMMIT');

@@ -48,3 +48,18 @@ export async function freshDatabase(poolSize = 10): Promise<TestDb> {
     },
   };
 }
+
+/**
+ * Resolves once a session of this database waits for a lock while running a query that matches
+ * `queryLike` (a LIKE pattern); throws `what` if none does within `withinMs`.
+ */
+export async function untilWaitingOnLock(pool: Db, queryLike: string, withinMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + withinMs;
+  for (;;) {
+    const waiting = await pool.query(
+      `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE $1`, [queryLike]);
+    if (waiting.rows.length > 0) return;
+    if (Date.now() > deadline) throw new Error(what);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
