@@ -5,7 +5,8 @@
  * model of the bank (per card and day: approve while the day's approved and not reversed total
  * stays within the daily limit; a card it does not hold is an unknown account; an authorization
  * reversed before it arrived is declined), and the bank's per-card day totals equal the sum of its
- * recorded approvals that were not reversed.
+ * recorded approvals that were not reversed. Batches come both with all cards different (decided
+ * by one set-based statement) and with a card or an authorization id repeated (decided in turn).
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

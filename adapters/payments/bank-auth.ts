@@ -51,7 +51,7 @@ export interface BankAuthorizer {
 }
 
 /**
- * Why the simulated bank declines (sim_bank_decide in 0018_sim_bank_one_round_trip.sql): the day's
+ * Why the simulated bank declines (sim_bank_decide in 0020_sim_bank_set_based.sql): the day's
  * approvals would exceed the card's daily limit; the card is not one it holds; the engine had
  * already reversed this authorization when it arrived.
  */
@@ -109,7 +109,8 @@ export class SimulatedBank implements BankAuthorizer {
   /**
    * A card's authorizations are decided one at a time (under the card's advisory lock, and in
    * arrival order within a batch), so two can never both fit the last of a limit. One round trip
-   * per batch: sim_bank_decide decides and records them in its own transaction.
+   * per batch: sim_bank_decide decides and records them in its own transaction (a batch of
+   * distinct cards by one set-based statement, one where a card repeats in turn).
    */
   async #decide(reqs: BankAuthRequest[]): Promise<Settled<BankAuthResult>[]> {
     const at = this.#now();

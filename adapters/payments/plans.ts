@@ -136,7 +136,7 @@ export const plans = {
 
   /**
    * A batch of authorizations decided and recorded by one statement, its own transaction:
-   * sim_bank_decide (0018_sim_bank_one_round_trip.sql). Arguments: the card lock namespace, the
+   * sim_bank_decide (0020_sim_bank_set_based.sql). Arguments: the card lock namespace, the
    * requests' auth ids, bank codes, card numbers, merchant ids and amounts, the local date, the time.
    * The simulated bank stands in for another institution's system: its commits do not wait for
    * the WAL flush (set_config(..., true) holds until this statement's transaction commits; a
