@@ -13,8 +13,10 @@
  *          --pool N (engine PG_POOL_SIZE) --profile DIR (write the engine's V8 CPU profile there)
  *
  * Beside latency it reports the CPU each payment cost the engine process, this database's
- * Postgres backends and the load generator (from /proc), and the 1-minute load average when the
- * run started: on a shared machine, other work on the same two cores shows there first. `stages`
+ * Postgres backends and the load generator (from /proc), the rest of the machine's CPU meanwhile
+ * (`other_cpu_ms_per_payment`), how busy its cores were and how much the hypervisor took
+ * (`machine_cpu_busy_fraction`, `machine_cpu_steal_fraction`), and the 1-minute load average when
+ * the run started: on a shared machine, other work on the same two cores shows there first. `stages`
  * says where a payment's time goes, from the engine's own metrics: for each batched stage (facts,
  * bank, post) its batches, items per batch, mean batch time and the fraction of the run it was
  * busy; each stage runs one batch at a time, so a stage busy most of the run is where payments
@@ -122,6 +124,21 @@ function cpuMs(pids: readonly number[]): number {
     }
   }
   return (ticks * 1000) / ticks_per_s;
+}
+
+/**
+ * The whole machine's CPU time from /proc/stat, in ms over all cores: busy (user, nice, system,
+ * irq, softirq), stolen by the hypervisor, and in all. Zeros where there is no /proc/stat.
+ */
+function machineCpuMs(): { busy: number; steal: number; total: number } {
+  const ms_per_tick = 10;
+  try {
+    const f = fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1, 9).map(Number);
+    const [user, nice, system, idle, iowait, irq, softirq, steal] = f;
+    return { busy: (user + nice + system + irq + softirq) * ms_per_tick, steal: steal * ms_per_tick, total: f.reduce((a, b) => a + b, 0) * ms_per_tick };
+  } catch {
+    return { busy: 0, steal: 0, total: 0 };
+  }
 }
 
 type StageTotals = Record<'facts' | 'bank' | 'post', { batches: number; items: number; seconds: number }>;
@@ -302,18 +319,27 @@ try {
   const backends = (await db.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`)).rows.map((x) => x.pid);
   const enginePid = engine.child.pid === undefined ? [] : [engine.child.pid];
   const stages0 = await stageTotals(base);
-  const cpu0 = { engine: cpuMs(enginePid), pg: cpuMs(backends), self: process.cpuUsage() };
+  const cpu0 = { engine: cpuMs(enginePid), pg: cpuMs(backends), self: process.cpuUsage(), machine: machineCpuMs() };
   const disk = startDiskProbe(dataDir);
   const payments = await run(base, paymentRequests(planned), duration_s, 'POST /v1/payments/qr', scanners);
   const syncMs = (await disk.stop()).sort((a, b) => a - b);
   scanners.close();
   const stages = stageReport(stages0, await stageTotals(base), payments.durationS);
   const selfCpu = process.cpuUsage(cpu0.self);
+  const machine1 = machineCpuMs();
   const perPayment = (ms: number) => Number((ms / Math.max(payments.sent, 1)).toFixed(3));
+  const used = { engine: cpuMs(enginePid) - cpu0.engine, pg: cpuMs(backends) - cpu0.pg, generator: (selfCpu.user + selfCpu.system) / 1000 };
+  const machine = { busy: machine1.busy - cpu0.machine.busy, steal: machine1.steal - cpu0.machine.steal, total: machine1.total - cpu0.machine.total };
+  const fraction = (ms: number) => Number((ms / Math.max(machine.total, 1)).toFixed(3));
   const cpu = {
-    engine_cpu_ms_per_payment: perPayment(cpuMs(enginePid) - cpu0.engine),
-    pg_cpu_ms_per_payment: perPayment(cpuMs(backends) - cpu0.pg),
-    load_generator_cpu_ms_per_payment: perPayment((selfCpu.user + selfCpu.system) / 1000),
+    engine_cpu_ms_per_payment: perPayment(used.engine),
+    pg_cpu_ms_per_payment: perPayment(used.pg),
+    load_generator_cpu_ms_per_payment: perPayment(used.generator),
+    // Everything else on the machine meanwhile (the kernel's own threads, Postgres' background
+    // processes, other services): the share of the cores the engine did not get to use.
+    other_cpu_ms_per_payment: perPayment(Math.max(machine.busy - used.engine - used.pg - used.generator, 0)),
+    machine_cpu_busy_fraction: fraction(machine.busy),
+    machine_cpu_steal_fraction: fraction(machine.steal),
   };
 
   // Rows written by one transaction share its xmin: how many payments each batch carried.
