@@ -26,7 +26,11 @@
  * the requests due in each second (a few stalls show as a few bad seconds, queueing as a bad
  * run), and a disk probe beside the run (8 KiB written and fdatasync'd every 20 ms in the temp
  * directory; with a local Postgres on the same disk, what each durable commit waits for):
- * `disk_fsync_ms_p99`, `disk_fsync_ms_max` and how many syncs took over 50 ms.
+ * `disk_fsync_ms_p99`, `disk_fsync_ms_max` and how many syncs took over 50 ms. Postgres' own
+ * count says what the commits themselves waited for: `wal_syncs` and `wal_sync_ms_mean` (the
+ * server's WAL syncs during the run and their mean time, when the benchmark may turn on
+ * track_wal_io_timing), with the WAL each payment wrote (`wal_records_per_payment`,
+ * `wal_bytes_per_payment`).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -38,7 +42,7 @@ import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { createApiKey } from '../adapters/auth/api-keys.ts';
 import { ConfigKeyStore, encodeQrCode } from '../adapters/crypto/index.ts';
-import { createPool, withTx } from '../adapters/postgres/db.ts';
+import { createPool, withTx, type Db } from '../adapters/postgres/db.ts';
 import { Ledger, type EntryInput } from '../ledger/index.ts';
 import { benchDatabase, percentile, progress, report } from './support.ts';
 import { PacedConnections, paced, type PacedRequest, type PacedResult } from './paced.ts';
@@ -139,6 +143,20 @@ function machineCpuMs(): { busy: number; steal: number; total: number } {
   } catch {
     return { busy: 0, steal: 0, total: 0 };
   }
+}
+
+interface WalTotals { records: number; bytes: number; syncs: number; syncMs: number; timed: boolean }
+
+/**
+ * The server's WAL totals (pg_stat_wal: the whole server's, so on a server of its own this run's):
+ * records and bytes written, syncs to disk and their time (when this session times them).
+ */
+async function walTotals(db: Db): Promise<WalTotals> {
+  const { rows: [w] } = await db.query<{ records: string; bytes: string; syncs: string; sync_ms: number; timed: boolean }>(`
+    SELECT wal_records::text AS records, wal_bytes::text AS bytes, wal_sync::text AS syncs, wal_sync_time AS sync_ms,
+           current_setting('track_wal_io_timing')::boolean AS timed
+    FROM pg_stat_wal`);
+  return { records: Number(w.records), bytes: Number(w.bytes), syncs: Number(w.syncs), syncMs: w.sync_ms, timed: w.timed };
 }
 
 type StageTotals = Record<'facts' | 'bank' | 'post', { batches: number; items: number; seconds: number }>;
@@ -242,7 +260,7 @@ async function waitReady(base: string, exited: Promise<number | null>): Promise<
   throw new Error(gone ? 'the engine exited during start-up' : 'the engine did not become ready in time');
 }
 
-const bdb = await benchDatabase();
+const bdb = await benchDatabase({ walIoTiming: true });
 const db = createPool(bdb.url, 4, 'onecard-bench');
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'onecard-bench-qr-'));
 let engine: ReturnType<typeof startEngine> | null = null;
@@ -320,9 +338,11 @@ try {
   const enginePid = engine.child.pid === undefined ? [] : [engine.child.pid];
   const stages0 = await stageTotals(base);
   const cpu0 = { engine: cpuMs(enginePid), pg: cpuMs(backends), self: process.cpuUsage(), machine: machineCpuMs() };
+  const wal0 = await walTotals(db);
   const disk = startDiskProbe(dataDir);
   const payments = await run(base, paymentRequests(planned), duration_s, 'POST /v1/payments/qr', scanners);
   const syncMs = (await disk.stop()).sort((a, b) => a - b);
+  const wal1 = await walTotals(db);
   scanners.close();
   const stages = stageReport(stages0, await stageTotals(base), payments.durationS);
   const selfCpu = process.cpuUsage(cpu0.self);
@@ -371,6 +391,10 @@ try {
     ...cpu, load_avg_1m_at_start: Number(load0.toFixed(2)),
     disk_fsync_ms_p99: Number(percentile(syncMs, 99).toFixed(1)), disk_fsync_ms_max: Number((syncMs[syncMs.length - 1] ?? 0).toFixed(1)),
     disk_fsyncs_over_50ms: syncMs.filter((ms) => ms > disk_probe_slow_ms).length,
+    wal_records_per_payment: Number(((wal1.records - wal0.records) / Math.max(payments.sent, 1)).toFixed(1)),
+    wal_bytes_per_payment: Math.round((wal1.bytes - wal0.bytes) / Math.max(payments.sent, 1)),
+    wal_syncs: wal1.syncs - wal0.syncs,
+    wal_sync_ms_mean: wal1.timed ? Number(((wal1.syncMs - wal0.syncMs) / Math.max(wal1.syncs - wal0.syncs, 1)).toFixed(2)) : null,
     latency_ms_p99_max, bar_met: p99 <= latency_ms_p99_max && errors === 0 && achieved >= rate_per_s * 0.98,
     verify_ok: v.ok,
   });

@@ -12,8 +12,12 @@ export interface BenchDb {
   drop(): Promise<void>;
 }
 
-/** A fresh, migrated database on DATABASE_URL's server (or the embedded one), dropped afterwards. */
-export async function benchDatabase(): Promise<BenchDb> {
+/**
+ * A fresh, migrated database on DATABASE_URL's server (or the embedded one), dropped afterwards.
+ * `walIoTiming`: its sessions time their WAL writes and syncs (track_wal_io_timing, which only a
+ * superuser may set; without the right, the database is made without it).
+ */
+export async function benchDatabase(opts: { walIoTiming?: boolean } = {}): Promise<BenchDb> {
   const config = loadConfig();
   const { databaseUrl, embedded } = await resolveDatabase(config, createLogger('warn'));
   const name = `onecard_bench_${crypto.randomBytes(4).toString('hex')}`;
@@ -25,6 +29,17 @@ export async function benchDatabase(): Promise<BenchDb> {
   u.pathname = `/${name}`;
   const url = u.toString();
   await migrateUp(url);
+  if (opts.walIoTiming) {
+    const a = new pg.Client({ connectionString: databaseUrl });
+    await a.connect();
+    try {
+      await a.query(`ALTER DATABASE ${name} SET track_wal_io_timing = on`);
+    } catch {
+      // not a superuser: the WAL's sync times are not measured
+    } finally {
+      await a.end();
+    }
+  }
   // BENCH_LOG_STATEMENTS=1 has the server log every statement of this database with its duration
   // (log_min_duration_statement = 0): where the database's time goes, statement by statement.
   if (process.env.BENCH_LOG_STATEMENTS === '1') {
