@@ -21,32 +21,23 @@ export async function benchDatabase(opts: { walIoTiming?: boolean } = {}): Promi
   const config = loadConfig();
   const { databaseUrl, embedded } = await resolveDatabase(config, createLogger('warn'));
   const name = `onecard_bench_${crypto.randomBytes(4).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: databaseUrl });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
   const u = new URL(databaseUrl);
   u.pathname = `/${name}`;
   const url = u.toString();
-  await migrateUp(url);
-  if (opts.walIoTiming) {
-    const a = new pg.Client({ connectionString: databaseUrl });
-    await a.connect();
-    try {
-      await a.query(`ALTER DATABASE ${name} SET track_wal_io_timing = on`);
-    } catch {
-      // not a superuser: the WAL's sync times are not measured
-    } finally {
-      await a.end();
+  const admin = new pg.Client({ connectionString: databaseUrl });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+    await migrateUp(url);
+    if (opts.walIoTiming) {
+      // Refused unless a superuser: then the WAL's sync times are not measured.
+      await admin.query(`ALTER DATABASE ${name} SET track_wal_io_timing = on`).catch(() => undefined);
     }
-  }
-  // BENCH_LOG_STATEMENTS=1 has the server log every statement of this database with its duration
-  // (log_min_duration_statement = 0): where the database's time goes, statement by statement.
-  if (process.env.BENCH_LOG_STATEMENTS === '1') {
-    const a = new pg.Client({ connectionString: databaseUrl });
-    await a.connect();
-    await a.query(`ALTER DATABASE ${name} SET log_min_duration_statement = 0`);
-    await a.end();
+    // BENCH_LOG_STATEMENTS=1 has the server log every statement of this database with its duration
+    // (log_min_duration_statement = 0): where the database's time goes, statement by statement.
+    if (process.env.BENCH_LOG_STATEMENTS === '1') await admin.query(`ALTER DATABASE ${name} SET log_min_duration_statement = 0`);
+  } finally {
+    await admin.end();
   }
   return {
     url,
