@@ -2,10 +2,9 @@
  * A batch of QR payments is posted in one round trip (one statement, its own transaction: a
  * claim that must win whole, then the ledger's entries) once the node knows the open cycle and
  * every account's id; whatever the database refuses there is posted the long way, which decides
- * each payment. Over real
- * Postgres: the fast way answers exactly what it stored; a card reported lost, a medical account
- * drained and a cycle closed between deciding and posting each fall back and end correctly, with
- * the other payments of the batch posted; the ledger verifies.
+ * each payment. Over real Postgres: the fast way answers exactly what it stored; a card reported
+ * lost, a medical account drained and a cycle closed between deciding and posting each fall back
+ * and end correctly, with the other payments of the batch posted; the ledger verifies.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BankAuthorizer } from '../adapters/payments/index.ts';

@@ -66,13 +66,6 @@ export function errorBody(r: LightMyRequestResponse): { code: string; message: s
   return b as { code: string; message: string; details?: Record<string, unknown> };
 }
 
-/**
- * Every (method, url) the app has registered, read from `printRoutes({ commonPrefix: false })`:
- * each line is a tree node whose depth is its indentation; a node's path is its ancestors'
- * segments joined. Each parsed pair is checked with `app.hasRoute`, so a parse slip fails loudly
- * (wildcard nodes excepted: the router prints them without their static prefix, e.g. the docs
- * UI's `/docs/static/*` shows as `*` under `/docs/`).
- */
 /** The value of one series (name and labels, as exposed) in a /metrics text; undefined when absent. */
 export function metricSample(text: string, series: string): number | undefined {
   for (const line of text.split('\n')) {
@@ -81,6 +74,13 @@ export function metricSample(text: string, series: string): number | undefined {
   return undefined;
 }
 
+/**
+ * Every (method, url) the app has registered, read from `printRoutes({ commonPrefix: false })`:
+ * each line is a tree node whose depth is its indentation; a node's path is its ancestors'
+ * segments joined. Each parsed pair is checked with `app.hasRoute`, so a parse slip fails loudly
+ * (wildcard nodes excepted: the router prints them without their static prefix, e.g. the docs
+ * UI's `/docs/static/*` shows as `*` under `/docs/`).
+ */
 export function registeredRoutes(app: FastifyInstance): { method: string; url: string }[] {
   const text = app.printRoutes({ commonPrefix: false });
   const stack: string[] = [];
