@@ -24,7 +24,7 @@ import { currentOpenCycle } from '../adapters/postgres/cycles.ts';
 import { migrateUp } from '../adapters/postgres/migrate.ts';
 import { clearCycle } from '../adapters/clearing/run.ts';
 import { Ledger } from '../ledger/index.ts';
-import { benchDatabase, report, rssSampler, type BenchDb } from './support.ts';
+import { benchDatabase, processCpuMs, report, rssSampler, type BenchDb } from './support.ts';
 
 const { values } = parseArgs({ args: process.argv.slice(3), options: {
   transactions: { type: 'string', default: '5000000' }, cards: { type: 'string', default: '100000' },
@@ -138,16 +138,6 @@ async function databaseExists(name: string): Promise<boolean> {
   try { return (await c.query(`SELECT 1 FROM pg_database WHERE datname = $1`, [name])).rows.length > 0; } finally { await c.end(); }
 }
 
-/** CPU time (user + system, ms) a process has used so far, from /proc/<pid>/stat; null once it is gone. */
-function cpuMsOf(pid: number): number | null {
-  try {
-    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * (1000 / 100);
-  } catch {
-    return null;
-  }
-}
-
 /**
  * CPU of every backend of the benchmark's database (pool connections and parallel workers),
  * sampled while the run goes: per pid, the last reading minus the first.
@@ -159,7 +149,7 @@ function backendCpuSampler(db: Db, datname: string): { start(): Promise<void>; s
   let pids: number[] = [];
   const readAll = () => {
     for (const pid of pids) {
-      const ms = cpuMsOf(pid);
+      const ms = processCpuMs(pid);
       if (ms === null) continue;
       if (!first.has(pid)) first.set(pid, ms);
       last.set(pid, ms);

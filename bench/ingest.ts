@@ -34,7 +34,7 @@ import { createPool, withTx, type Db } from '../adapters/postgres/db.ts';
 import { encodeTapBatchProtobuf } from '../adapters/protobuf/tap-batch-codec.ts';
 import type { TapRecordInput } from '../engine/ingest/index.ts';
 import { Ledger, type EntryInput } from '../ledger/index.ts';
-import { benchDatabase, progress, report } from './support.ts';
+import { benchDatabase, processCpuMs, progress, report } from './support.ts';
 
 const { values } = parseArgs({ args: process.argv.slice(3), options: {
   duration: { type: 'string', default: '30' }, connections: { type: 'string', default: '4' },
@@ -230,16 +230,6 @@ async function startServer(databaseUrl: string, port: number, dataDir: string): 
   }
 }
 
-/** CPU time (user + system, ms) a process has used so far, from /proc/<pid>/stat; 0 once it is gone. */
-function cpuMsOf(pid: number): number {
-  try {
-    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * (1000 / 100);
-  } catch {
-    return 0;
-  }
-}
-
 /** The engine's Postgres backends (its pool connections), to count their CPU too. */
 async function engineBackendPids(db: Db): Promise<number[]> {
   const r = await db.query<{ pid: number }>(
@@ -367,7 +357,7 @@ try {
   log(`uploading for ${duration_s} s with ${connections} connections`);
   let sent = 0;
   const statusCounts = new Map<number, number>();
-  const serverCpu0 = cpuMsOf(server.pid as number);
+  const serverCpu0 = (processCpuMs(server.pid as number) ?? 0);
   const t0 = process.hrtime.bigint();
   const result = await new Promise<autocannon.Result>((resolve, reject) => {
     const inst = autocannon({
@@ -393,9 +383,9 @@ try {
   });
   const engineSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
   // Where the two cores went: the engine process, and its Postgres backends (created during the run).
-  const serverCpuMs = cpuMsOf(server.pid as number) - serverCpu0;
+  const serverCpuMs = (processCpuMs(server.pid as number) ?? 0) - serverCpu0;
   let pgCpuMs = 0;
-  for (const pid of await engineBackendPids(db)) pgCpuMs += cpuMsOf(pid);
+  for (const pid of await engineBackendPids(db)) pgCpuMs += processCpuMs(pid) ?? 0;
   const rssMb = rss.maxMb();
   rss.stop();
   await stopServer(server);

@@ -44,7 +44,7 @@ import { createApiKey } from '../adapters/auth/api-keys.ts';
 import { ConfigKeyStore, encodeQrCode } from '../adapters/crypto/index.ts';
 import { createPool, withTx, type Db } from '../adapters/postgres/db.ts';
 import { Ledger, type EntryInput } from '../ledger/index.ts';
-import { benchDatabase, percentile, progress, report } from './support.ts';
+import { benchDatabase, percentile, proc_ms_per_tick, processCpuMs, progress, report } from './support.ts';
 import { PacedConnections, paced, type PacedRequest, type PacedResult } from './paced.ts';
 
 const { values } = parseArgs({ args: process.argv.slice(3), options: {
@@ -116,18 +116,7 @@ async function run(baseUrl: string, request: (i: number) => PacedRequest, second
 
 /** User + system CPU time of processes, in ms (Linux /proc; 0 for processes that are gone). */
 function cpuMs(pids: readonly number[]): number {
-  const ticks_per_s = 100;
-  let ticks = 0;
-  for (const pid of pids) {
-    try {
-      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
-    } catch {
-      // gone, or not Linux
-    }
-  }
-  return (ticks * 1000) / ticks_per_s;
+  return pids.reduce((sum, pid) => sum + (processCpuMs(pid) ?? 0), 0);
 }
 
 /**
@@ -135,11 +124,14 @@ function cpuMs(pids: readonly number[]): number {
  * irq, softirq), stolen by the hypervisor, and in all. Zeros where there is no /proc/stat.
  */
 function machineCpuMs(): { busy: number; steal: number; total: number } {
-  const ms_per_tick = 10;
   try {
     const f = fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1, 9).map(Number);
     const [user, nice, system, idle, iowait, irq, softirq, steal] = f;
-    return { busy: (user + nice + system + irq + softirq) * ms_per_tick, steal: steal * ms_per_tick, total: f.reduce((a, b) => a + b, 0) * ms_per_tick };
+    return {
+      busy: (user + nice + system + irq + softirq) * proc_ms_per_tick,
+      steal: steal * proc_ms_per_tick,
+      total: f.reduce((a, b) => a + b, 0) * proc_ms_per_tick,
+    };
   } catch {
     return { busy: 0, steal: 0, total: 0 };
   }

@@ -1,5 +1,6 @@
 /** Shared by benchmarks: a fresh database, progress on a terminal, percentiles, the report. */
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import pg from 'pg';
 import cliProgress from 'cli-progress';
 import { loadConfig } from '../adapters/config.ts';
@@ -79,6 +80,24 @@ export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return 0;
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[i];
+}
+
+/** Linux counts CPU time in /proc in clock ticks of 10 ms (USER_HZ = 100). */
+export const proc_ms_per_tick = 10;
+
+/**
+ * CPU time (user + system, ms) a process has used so far, from /proc/<pid>/stat; null once it is
+ * gone (or where there is no /proc).
+ */
+export function processCpuMs(pid: number): number | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name in parentheses may itself hold spaces or parentheses: fields follow the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * proc_ms_per_tick;
+  } catch {
+    return null;
+  }
 }
 
 export function rssSampler(): { maxMb(): number; stop(): void } {
