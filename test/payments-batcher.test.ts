@@ -36,6 +36,23 @@ describe('Batcher', () => {
     expect(batches).toEqual([[1, 2], [3, 4, 5]]);
   });
 
+  it('starts the next batch before it hands out the answers of the one that ended', async () => {
+    const events: string[] = [];
+    const gate = deferred();
+    const b = new Batcher<number, number>(async (items) => {
+      events.push(`start ${items.join(',')}`);
+      if (items[0] === 1) await gate.promise;
+      return items.map((x) => ({ ok: true, value: x }));
+    }, { items_max: 100, batches_in_flight_max: 1, queue_items_max: 1000 });
+    const first = b.submit(1).then((x) => events.push(`answer ${x}`));
+    await new Promise((r) => setTimeout(r, 5));
+    const waiting = [2, 3].map((x) => b.submit(x).then((y) => events.push(`answer ${y}`)));
+    await new Promise((r) => setTimeout(r, 5));
+    gate.resolve();
+    await Promise.all([first, ...waiting]);
+    expect(events).toEqual(['start 1', 'start 2,3', 'answer 1', 'answer 2', 'answer 3']);
+  });
+
   it('answers each item with its own result, and a failed batch fails only its items', async () => {
     let call = 0;
     const b = new Batcher<number, number>(async (items) => {

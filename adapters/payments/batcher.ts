@@ -7,9 +7,10 @@
  * No timer: an item that arrives when nothing is running starts a batch at the end of the current
  * turn of the event loop (setImmediate), so at low load a request waits for nobody, and the items
  * submitted in the same turn (the answers of one batch of the stage before, the requests read in
- * one poll) go together instead of the first alone and the rest a whole batch later. Under load
- * the batches grow by themselves. At most `batches_in_flight_max` run at a time, each of at most
- * `items_max` items.
+ * one poll) go together instead of the first alone and the rest a whole batch later. A batch
+ * that ends starts the next at once with what arrived meanwhile, before it hands out its own
+ * answers. Under load the batches grow by themselves. At most `batches_in_flight_max` run at a
+ * time, each of at most `items_max` items.
  */
 import { DomainError } from '../../engine/errors.ts';
 
@@ -78,23 +79,37 @@ export class Batcher<I, O> {
       const batch = this.#queue.splice(0, this.#limits.items_max);
       this.#inFlight++;
       const started = performance.now();
-      this.#run(batch.map((w) => w.item)).finally(() => {
-        this.#observe?.({ items: batch.length, seconds: (performance.now() - started) / 1000 });
-      }).then(
-        (results) => {
-          if (results.length !== batch.length) throw new Error(`a batch of ${batch.length} was answered with ${results.length} results`);
-          for (let i = 0; i < batch.length; i++) {
-            const r = results[i];
-            if (r.ok) batch[i].resolve(r.value);
-            else batch[i].reject(r.error);
-          }
-        },
+      this.#run(batch.map((w) => w.item)).then(
+        (results) => this.#finish(batch, started, { ok: true, value: results }),
+        (error: unknown) => this.#finish(batch, started, { ok: false, error }),
       ).catch((e: unknown) => {
         for (const w of batch) w.reject(e);
-      }).finally(() => {
-        this.#inFlight--;
-        this.#schedulePump();
       });
+    }
+  }
+
+  /**
+   * A batch has ended: the next one (the items that arrived meanwhile) starts first, and only then
+   * are this one's answers handed out, so the stage works on the next batch while this node
+   * writes the answers of the last (otherwise the stage would wait for those writes and for the
+   * rest of the event loop's turn).
+   */
+  #finish(batch: Waiting<I, O>[], started: number, outcome: Settled<Settled<O>[]>): void {
+    const seconds = (performance.now() - started) / 1000;
+    this.#inFlight--;
+    this.#pump();
+    this.#observe?.({ items: batch.length, seconds });
+    if (!outcome.ok) {
+      for (const w of batch) w.reject(outcome.error);
+    } else if (outcome.value.length !== batch.length) {
+      const error = new Error(`a batch of ${batch.length} was answered with ${outcome.value.length} results`);
+      for (const w of batch) w.reject(error);
+    } else {
+      for (let i = 0; i < batch.length; i++) {
+        const r = outcome.value[i];
+        if (r.ok) batch[i].resolve(r.value);
+        else batch[i].reject(r.error);
+      }
     }
   }
 }
