@@ -49,8 +49,23 @@ export function retryBackOff(attempt: number): Promise<void> {
   return new Promise((r) => setTimeout(r, Math.floor(Math.random() * 10 * attempt)));
 }
 
-export async function withTx<T>(db: Db, fn: (tx: Tx) => Promise<T>, isolation: 'READ COMMITTED' | 'SERIALIZABLE' = 'READ COMMITTED'): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
+/**
+ * `attempt` run again, after a jittered back-off, while it fails with a deadlock or a
+ * serialization failure, at most tx_attempts_max times in all; any other error at once.
+ */
+async function retried<T>(attempt: () => Promise<T>): Promise<T> {
+  for (let n = 1; ; n++) {
+    try {
+      return await attempt();
+    } catch (e) {
+      if (!isRetryable(e) || n >= tx_attempts_max) throw e;
+    }
+    await retryBackOff(n);
+  }
+}
+
+export function withTx<T>(db: Db, fn: (tx: Tx) => Promise<T>, isolation: 'READ COMMITTED' | 'SERIALIZABLE' = 'READ COMMITTED'): Promise<T> {
+  return retried(async () => {
     const client = await db.connect();
     try {
       await client.query(`BEGIN ISOLATION LEVEL ${isolation}`);
@@ -65,13 +80,9 @@ export async function withTx<T>(db: Db, fn: (tx: Tx) => Promise<T>, isolation: '
       } catch {
         client.release(true);
       }
-      if (isRetryable(e) && attempt < tx_attempts_max) {
-        await retryBackOff(attempt);
-        continue;
-      }
       throw e;
     }
-  }
+  });
 }
 
 /**
@@ -79,13 +90,6 @@ export async function withTx<T>(db: Db, fn: (tx: Tx) => Promise<T>, isolation: '
  * transaction (committed before it answers, or rolled back whole). Retried as withTx retries,
  * after a deadlock or a serialization failure; nothing of the failed attempt was written.
  */
-export async function statementInOwnTx<R extends pg.QueryResultRow>(db: Db, statement: pg.QueryConfig): Promise<pg.QueryResult<R>> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await db.query<R>(statement);
-    } catch (e) {
-      if (!isRetryable(e) || attempt >= tx_attempts_max) throw e;
-    }
-    await retryBackOff(attempt);
-  }
+export function statementInOwnTx<R extends pg.QueryResultRow>(db: Db, statement: pg.QueryConfig): Promise<pg.QueryResult<R>> {
+  return retried(() => db.query<R>(statement));
 }
